@@ -1,0 +1,30 @@
+# Two commands do all the set-up: `make pipeline` and `make test` (see README.md).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= auto
+OUT     ?= results/$(PROFILE)
+# The verified torch build; on a CUDA machine pass e.g. TORCH_SPEC="torch==2.13.0" with your CUDA index.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: pipeline test lint clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	@python3 -c 'import sys; assert sys.version_info >= (3, 10), "wavalign-kit needs Python 3.10+"'
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	-git rev-parse --git-dir >/dev/null 2>&1 && $(VENV)/bin/nbstripout --install
+	touch $@
+
+pipeline: $(VENV)/.installed
+	$(VENV)/bin/wavalign pipeline --profile $(PROFILE) --out $(if $(filter auto,$(PROFILE)),results/main,$(OUT))
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check wavalign_kit tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

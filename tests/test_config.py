@@ -1,0 +1,50 @@
+"""Strict config loading: unknown keys and wrong types are one clear error naming the key."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from wavalign_kit.config import ConfigError, deep_update, from_dict, load_profile, load_yaml, parse_overrides
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+
+
+@dataclass
+class Outer:
+    steps: int = 10
+    mask: str = "text"
+    flags: list[str] = field(default_factory=list)
+    enabled: bool = False
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_from_dict_fills_and_coerces():
+    cfg = from_dict(Outer, {"steps": "12", "enabled": "true", "flags": "a,b", "inner": {"lr": "2e-4"}})
+    assert cfg == Outer(steps=12, enabled=True, flags=["a", "b"], inner=Inner(lr=2e-4))
+
+
+def test_unknown_key_names_key_and_suggests():
+    with pytest.raises(ConfigError, match=r"train: unknown key 'stpes' \(did you mean 'steps'\?\)"):
+        from_dict(Outer, {"stpes": 3}, "train")
+    with pytest.raises(ConfigError, match=r"train.inner: unknown key 'lrr'"):
+        from_dict(Outer, {"inner": {"lrr": 1}}, "train")
+    with pytest.raises(ConfigError, match=r"train.steps: expected an integer"):
+        from_dict(Outer, {"steps": "ten"}, "train")
+
+
+def test_overrides_merge_and_yaml_errors(tmp_path):
+    over = parse_overrides(["train.lr=1e-4", "seed=3", "train.mask=text"])
+    assert over == {"train": {"lr": 1e-4, "mask": "text"}, "seed": 3}
+    assert deep_update({"train": {"lr": 1, "steps": 2}}, over)["train"] == {"lr": 1e-4, "steps": 2, "mask": "text"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["train.lr"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_yaml(bad)
+    with pytest.raises(ConfigError, match="unknown profile 'smok'.*did you mean 'smoke'"):
+        load_profile("smok")
+    assert load_profile("smoke")["profile"] == "smoke"
