@@ -1,6 +1,6 @@
 """WavAlign losses (pure torch): group advantages, k3 KL, the channel-masked RL term, the anchor, DPO, mixing.
 
-Every formula cites the line of DESIGN.md section 2 ("The method") it implements, as ``DESIGN.md:L``.
+Every formula cites the line of docs/DESIGN.md section 2 ("The method") it implements, as ``DESIGN.md:L``.
 Shapes: per-token log-probs ``logp`` are ``(B, N)`` with bool masks ``(B, N)``; rows are prompt-major,
 ``B = P * G`` for P prompts with G samples each (parallel models flatten their streams into N).
 Bad input raises ``ValueError`` naming the argument.
