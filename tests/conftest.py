@@ -1,0 +1,34 @@
+"""Shared session fixtures: the smoke world, built once per test session into a pytest temporary directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def smoke_world_dir(tmp_path_factory) -> Path:
+    """A smoke-profile world built by build_world (once per session, single-threaded: its models are tiny)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from wavalign_kit.world import build_world, world_config
+
+    out = tmp_path_factory.mktemp("worlds") / "smoke"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            build_world(world_config("smoke"), out, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smoke_world(smoke_world_dir):
+    """The smoke world loaded with load_world (codec, tokenizer, evaluators, summary, splits)."""
+    from wavalign_kit.world import load_world
+
+    return load_world(smoke_world_dir)

@@ -1,0 +1,148 @@
+"""The smoke world end to end: files, summary, JSONL schema fields, units/text band, caching, loading, CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from wavalign_kit.config import ConfigError
+from wavalign_kit.world import Example, WorldConfig, build_world, load_examples, main, verify, world_config
+from wavalign_kit.world.build import BUILDING, _prepare_dir
+from wavalign_kit.world.corpus import text_tokens
+from wavalign_kit.world.schema import AUDIO_PLACEHOLDER
+
+AUTHOR_FIELDS = ("messages", "audios", "sft_target_text", "sft_target_audio", "task_type", "question_text",
+                 "rejected_text", "rejected_audio")
+KIT_FIELDS = ("id", "task", "template", "style", "answer", "check")
+
+
+def test_world_files_and_summary(smoke_world_dir):
+    cfg = world_config("smoke")
+    for name in ("summary.json", "train.jsonl", "valid.jsonl", "test.jsonl", "facts.json", "codec/codec.json",
+                 "tokenizer/tokenizer.json", "evaluators/recognizer", "evaluators/style", "evaluators/unit_lm"):
+        assert (smoke_world_dir / name).exists(), name
+    assert not (smoke_world_dir / BUILDING).exists()
+    summary = json.loads((smoke_world_dir / "summary.json").read_text())
+    assert summary["config_hash"] == cfg.hash()
+    assert summary["sizes"]["train"] == cfg.train_size and summary["sizes"]["test"] == cfg.test_size
+    assert 0.0 <= summary["recognizer_wer"] and 0.0 <= summary["style_accuracy"] <= 1.0
+    assert set(summary["timings"]) >= {"synthesise", "fit codec", "encode units", "train evaluators"}
+    assert summary["units_per_text_token"]["count"] == cfg.train_size + cfg.valid_size + cfg.test_size
+    assert summary["units_per_text_token"]["outside"] == 0
+
+
+def test_jsonl_records_carry_the_authors_and_kit_fields(smoke_world_dir):
+    for split in ("train", "valid", "test"):
+        for line in (smoke_world_dir / f"{split}.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            assert set(AUTHOR_FIELDS + KIT_FIELDS) <= set(r)
+            user, assistant = r["messages"]
+            assert user["role"] == "user" and assistant == {"role": "assistant", "content": r["sft_target_text"]}
+            if r["task_type"] == "s2s":
+                assert user["content"] == AUDIO_PLACEHOLDER and len(r["audios"]) == 1
+            else:
+                assert user["content"] == r["question_text"] and r["audios"] == []
+            assert all(not p.startswith("/") and (smoke_world_dir / p).is_file()
+                       for p in [*r["audios"], r["sft_target_audio"], r["rejected_audio"]])
+            assert verify(r["check"], r["sft_target_text"])
+
+
+def test_every_response_has_4_to_10_units_per_text_token(smoke_world):
+    for split in ("train", "valid", "test"):
+        for ex in smoke_world.split(split):
+            for text, units in ((ex.target_text, ex.target_units), (ex.rejected_text, ex.rejected_units)):
+                ratio = len(units) / text_tokens(text)
+                assert 4.0 <= ratio <= 10.0, (ex.id, text, ratio)
+
+
+def test_load_world_splits(smoke_world):
+    train = smoke_world.split("train")
+    assert len(train) == smoke_world.summary["sizes"]["train"] and isinstance(train[0], Example)
+    num_units = smoke_world.codec.num_units
+    for ex in train:
+        assert ex.target_units.dtype == np.int64 and 0 <= ex.target_units.min() <= ex.target_units.max() < num_units
+        assert (ex.prompt_units is None) == (ex.task_type == "t2s")
+    # the cached units are the codec's encoding of the stored audio
+    from wavalign_kit.speech import read_wav
+
+    ex = train[0]
+    wav = read_wav(smoke_world.root / ex.record["sft_target_audio"])
+    assert np.array_equal(smoke_world.codec.encode(wav, 16_000), ex.target_units)
+    # the tokenizer knows every word of the world and every unit
+    tok = smoke_world.tokenizer
+    ids = tok(" ".join(e.question_text + " " + e.target_text for e in train))["input_ids"]
+    assert tok.unk_token_id not in ids
+    assert tok.convert_tokens_to_ids(f"<|audio_{num_units - 1}|>") != tok.unk_token_id
+    with pytest.raises(ValueError, match="split"):
+        smoke_world.split("dev")
+
+
+def test_train_and_test_share_no_template(smoke_world):
+    parts = lambda exs: {p for e in exs for p in e.record["template"].split("+")}  # noqa: E731
+    assert not parts(smoke_world.split("train")) & parts(smoke_world.split("test"))
+
+
+def test_second_build_is_a_noop(smoke_world_dir, capsys):
+    before = {p: p.stat().st_mtime_ns for p in smoke_world_dir.rglob("*") if p.is_file()}
+    start = time.perf_counter()
+    summary = build_world(world_config("smoke"), smoke_world_dir)
+    assert time.perf_counter() - start < 2.0
+    assert "reusing" in capsys.readouterr().out
+    assert summary == json.loads((smoke_world_dir / "summary.json").read_text())
+    assert before == {p: p.stat().st_mtime_ns for p in smoke_world_dir.rglob("*") if p.is_file()}
+
+
+def test_cli_reuses_and_prints_evaluator_figures(smoke_world_dir, capsys):
+    assert main(["--profile", "smoke", "--out", str(smoke_world_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "reusing" in out and "recognizer_wer" in out and "style_accuracy" in out
+
+
+def test_other_config_into_same_dir_is_an_error(smoke_world_dir):
+    with pytest.raises(ConfigError, match="different config.*--overwrite"):
+        build_world(world_config("smoke", {"seed": 1}), smoke_world_dir)
+
+
+def test_cli_reports_config_errors(smoke_world_dir, capsys):
+    assert main(["--profile", "smoke", "--out", str(smoke_world_dir), "-p", "world.train_size=3"]) == 2
+    assert "different config" in capsys.readouterr().err
+    assert main(["--profile", "smoke", "--out", str(smoke_world_dir), "-p", "train_sise=3"]) == 2
+    assert "unknown key 'train_sise'" in capsys.readouterr().err
+
+
+def test_interrupted_build_is_cleaned_and_foreign_dirs_refused(tmp_path):
+    partial = tmp_path / "partial"
+    (partial / "audio").mkdir(parents=True)
+    (partial / "audio" / "x.wav").write_bytes(b"half")
+    (partial / "train.jsonl").write_text("{")
+    (partial / BUILDING).write_text("abc")
+    assert _prepare_dir("def", partial, overwrite=False, quiet=True) is None
+    assert sorted(p.name for p in partial.iterdir()) == [BUILDING]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        _prepare_dir("def", foreign, overwrite=False, quiet=True)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_world_config_errors():
+    with pytest.raises(ConfigError, match="unknown key 'train_sise'"):
+        world_config("smoke", {"train_sise": 3})
+    with pytest.raises(ConfigError, match="styles"):
+        world_config("smoke", {"styles": ["neutral", "grumpy"]})
+    with pytest.raises(ConfigError, match="ratio_bounds"):
+        WorldConfig(ratio_bounds=[5.0, 2.0]).validate()
+    with pytest.raises(ConfigError, match="evaluators"):
+        world_config("smoke", {"evaluators": {"scale": "smoke", "epochs": 3}})
+    assert world_config({"seed": 5, "world": {"train_size": 7}}).seed == 5
+    assert world_config("cpu").train_size > world_config("smoke").train_size
+
+
+def test_load_examples_round_trip(smoke_world_dir):
+    exs = load_examples(smoke_world_dir / "valid.jsonl")
+    assert [e.id for e in exs] == [json.loads(line)["id"] for line in
+                                   (smoke_world_dir / "valid.jsonl").read_text().splitlines()]

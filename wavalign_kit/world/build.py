@@ -1,0 +1,346 @@
+"""Building the embedded world: WorldConfig, build_world (stages, caching, atomic summary) and `wavalign world`.
+
+Stages (each printed with its time and size): generate tasks -> synthesise speech -> fit codec -> encode units
+-> write JSONL -> build tokenizer -> train evaluators on separate held-out speech -> summary.json.
+
+Caching: summary.json (written last, atomically) records the config hash. Building again with the same config
+is a no-op. A different config into the same directory is an error (nothing is deleted) unless
+``overwrite=True`` (``--overwrite``), which removes the old world's files and rebuilds. A directory left by an
+interrupted build (marker ``.building``, no summary.json) is cleaned and rebuilt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from wavalign_kit.config import ConfigError, deep_update, from_dict, load_profile, parse_overrides
+from wavalign_kit.speech import SAMPLE_RATE, STYLES, Synthesizer, read_wav
+from wavalign_kit.world.corpus import (
+    evaluator_sentences,
+    ratio_stats,
+    synthesize_corpus,
+    synthesize_file,
+    text_tokens,
+)
+from wavalign_kit.world.schema import UNITS_DIR, units_path
+from wavalign_kit.world.tasks import (
+    TASKS,
+    check_styles,
+    generate_facts,
+    generate_split,
+    vocabulary,
+)
+
+FORMAT_VERSION = 1          # bump when the world's files change meaning; part of the config hash
+SPLITS = ("train", "valid", "test")
+WORLD_FILES = ("audio", UNITS_DIR, "codec", "tokenizer", "evaluators", "facts.json", "summary.json",
+               *(f"{s}.jsonl" for s in SPLITS))
+BUILDING = ".building"
+
+
+@dataclass
+class WorldConfig:
+    """What the world holds; one value set per scale in the profiles' ``world:`` sections."""
+
+    seed: int = 0
+    train_size: int = 2000           # records per split
+    valid_size: int = 200
+    test_size: int = 300             # held-out paraphrase templates
+    evaluator_utterances: int = 1500  # separate synthesised sentences for the evaluators (all styles)
+    evaluator_heldout: float = 0.2   # share of them held out to report recognizer_wer / style_accuracy
+    codec_fit_utterances: int = 400  # utterances the codec's k-means is fitted on
+    num_units: int = 256             # speech units (codec k-means clusters)
+    frame_rate: float = 25.0         # units per second
+    edge_silence: float = 0.05       # seconds of silence added before and after every utterance
+    s2s_fraction: float = 0.5        # share of user turns given as speech (the rest as text)
+    num_people: int = 12             # rows of the fact table
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    styles: list[str] = field(default_factory=lambda: list(STYLES))
+    ratio_bounds: list[float] = field(default_factory=lambda: [4.0, 10.0])   # speech units per text token
+    max_redraws: int = 100           # task redraws per record to keep its responses within ratio_bounds
+    evaluators: dict[str, Any] = field(default_factory=dict)   # {"scale": smoke|cpu|gpu, EvaluatorConfig overrides}
+
+    def validate(self) -> WorldConfig:
+        """Raise ConfigError naming the first unusable field."""
+        for name in ("train_size", "valid_size", "test_size", "evaluator_utterances", "codec_fit_utterances"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"world.{name}={getattr(self, name)}: must be >= 1")
+        if not 0.0 < self.evaluator_heldout < 1.0:
+            raise ConfigError(f"world.evaluator_heldout={self.evaluator_heldout}: choose a share in (0, 1)")
+        if not 0.0 <= self.s2s_fraction <= 1.0:
+            raise ConfigError(f"world.s2s_fraction={self.s2s_fraction}: choose a share in [0, 1]")
+        try:
+            self.ratio_bounds = [float(x) for x in self.ratio_bounds]
+        except (TypeError, ValueError):
+            raise ConfigError(f"world.ratio_bounds={self.ratio_bounds}: give two numbers [low, high]") from None
+        if len(self.ratio_bounds) != 2 or not 0 < self.ratio_bounds[0] < self.ratio_bounds[1]:
+            raise ConfigError(f"world.ratio_bounds={self.ratio_bounds}: give [low, high] with 0 < low < high")
+        if self.edge_silence < 0:
+            raise ConfigError(f"world.edge_silence={self.edge_silence}: must be >= 0 seconds")
+        unknown = [s for s in self.styles if s not in STYLES]
+        if unknown:
+            raise ConfigError(f"world.styles: unknown styles {unknown}; known: {sorted(STYLES)}")
+        try:
+            check_styles(self.styles)
+            generate_facts(np.random.default_rng(0), self.num_people)
+        except ValueError as err:
+            raise ConfigError(f"world: {err}") from None
+        self.evaluator_config(self.num_units)
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks:
+            raise ConfigError(f"world.tasks={self.tasks}: choose a non-empty subset of {list(TASKS)}")
+        return self
+
+    def evaluator_config(self, num_units: int):
+        """The EvaluatorConfig: the preset of ``evaluators.scale`` (default cpu), its overrides, the world's seed."""
+        from wavalign_kit.evaluators import EvaluatorConfig
+
+        overrides = dict(self.evaluators)
+        scale = overrides.pop("scale", "cpu")
+        checked = from_dict(EvaluatorConfig, overrides, "world.evaluators")
+        try:
+            return EvaluatorConfig.preset(scale, **{k: getattr(checked, k) for k in overrides},
+                                          seed=self.seed, num_units=num_units)
+        except ValueError as err:
+            raise ConfigError(f"world.evaluators.scale: {err}") from None
+
+    def hash(self) -> str:
+        """Stable hash of the config (and the world format version)."""
+        blob = json.dumps({"format": FORMAT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def world_config(profile: dict[str, Any] | str, overrides: dict[str, Any] | None = None) -> WorldConfig:
+    """The WorldConfig of a profile (name, YAML path or dict): its ``world:`` section, seed from the top level."""
+    data = load_profile(profile) if isinstance(profile, str) else dict(profile)
+    section = dict(data.get("world") or {})
+    section.setdefault("seed", data.get("seed", 0))
+    section = deep_update(section, overrides or {})
+    return from_dict(WorldConfig, section, "world").validate()
+
+
+# ---- small file helpers -------------------------------------------------------------------------------------
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float], quiet: bool) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)
+    if not quiet:
+        print(f"[world] {name}: {timings[name]:.1f} s", flush=True)
+
+
+def _clean(out: Path) -> None:
+    for name in (*WORLD_FILES, BUILDING):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def _prepare_dir(cfg_hash: str, out: Path, overwrite: bool, quiet: bool) -> dict | None:
+    """Return the existing summary when the world is already built with this config; else ready ``out``."""
+    summary_path = out / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("config_hash") == cfg_hash:
+            if not quiet:
+                print(f"[world] {out}: already built with this config (hash {cfg_hash}); reusing it", flush=True)
+            return summary
+        if not overwrite:
+            raise ConfigError(
+                f"{out} holds a world built with a different config (hash {summary.get('config_hash')} vs "
+                f"{cfg_hash}); choose another --out, or pass --overwrite (overwrite=True) to rebuild it there")
+        _clean(out)
+    elif (out / BUILDING).exists():
+        if not quiet:
+            print(f"[world] {out}: removing an interrupted build and starting again", flush=True)
+        _clean(out)
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty and holds no world (no summary.json); choose an empty --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / BUILDING).write_text(cfg_hash)
+    return None
+
+
+# ---- the build ----------------------------------------------------------------------------------------------
+
+def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, quiet: bool = False) -> dict:
+    """Build the world into ``out`` and return its summary; a second call with the same config is a no-op."""
+    from wavalign_kit.codec import MelKMeansCodec
+    from wavalign_kit.evaluators import train_evaluators
+    from wavalign_kit.world.tokenizer import build_tokenizer
+
+    cfg.validate()
+    out = Path(out)
+    cfg_hash = cfg.hash()
+    existing = _prepare_dir(cfg_hash, out, overwrite, quiet)
+    if existing is not None:
+        return existing
+    timings: dict[str, float] = {}
+    seeds = np.random.SeedSequence(cfg.seed).spawn(8)
+    rng_facts, rng_train, rng_valid, rng_test, rng_mode, rng_synth, rng_eval, rng_fit = (
+        np.random.default_rng(s) for s in seeds)
+    bar = dict(disable=quiet, leave=False, mininterval=1.0)
+
+    with _stage("generate tasks", timings, quiet):
+        facts = generate_facts(rng_facts, cfg.num_people)
+        train = generate_split(rng_train, cfg.train_size, "train", facts, cfg.tasks, cfg.styles)
+        train_questions = {it.question for it in train}
+        splits = {
+            "train": train,
+            "valid": generate_split(rng_valid, cfg.valid_size, "train", facts, cfg.tasks, cfg.styles,
+                                    avoid=train_questions),
+            "test": generate_split(rng_test, cfg.test_size, "test", facts, cfg.tasks, cfg.styles),
+        }
+
+    with _stage("synthesise", timings, quiet):
+        synth = Synthesizer()
+        records, jobs, seconds, redraws = synthesize_corpus(
+            splits, facts, out, synth, rng_synth, rng_mode, frame_rate=cfg.frame_rate,
+            ratio_bounds=cfg.ratio_bounds, max_redraws=cfg.max_redraws, edge_silence=cfg.edge_silence,
+            s2s_fraction=cfg.s2s_fraction, avoid_in_valid=train_questions, progress=not quiet)
+
+        # The evaluators' own sentences: disjoint from every corpus response, in all styles.
+        targets = {r["sft_target_text"] for recs in records.values() for r in recs}
+        n_eval = cfg.evaluator_utterances
+        eval_texts = evaluator_sentences(rng_eval, n_eval, exclude=targets)
+        eval_jobs = [(f"audio/eval-{i:05d}.wav", t, cfg.styles[i % len(cfg.styles)]) for i, t in enumerate(eval_texts)]
+        for rel, text, style in tqdm(eval_jobs, desc="synthesise evaluator speech", **bar):
+            seconds += synthesize_file(out / rel, synth, text, style, rng_synth, cfg.edge_silence) / SAMPLE_RATE
+        vocab = vocabulary()
+        words = {w for _, t, _ in jobs + eval_jobs for w in t.split()}
+        assert words <= set(vocab), f"words outside the closed vocabulary: {sorted(words - set(vocab))}"
+        if not quiet:
+            print(f"[world]   {len(jobs) + len(eval_jobs)} utterances, {seconds / 60:.1f} min of speech, "
+                  f"{_dir_size(out / 'audio') / 1e6:.1f} MB; redrawn for the units/text band: {redraws}", flush=True)
+
+    with _stage("fit codec", timings, quiet):
+        n_heldout = max(1, int(round(cfg.evaluator_heldout * n_eval)))
+        fit_pool = [rel for rel, _, _ in jobs] + [rel for rel, _, _ in eval_jobs[n_heldout:]]
+        pick = rng_fit.choice(len(fit_pool), size=min(cfg.codec_fit_utterances, len(fit_pool)), replace=False)
+        wavs = [read_wav(out / fit_pool[i]) for i in sorted(pick)]
+        codec = MelKMeansCodec.fit(wavs, SAMPLE_RATE, num_units=cfg.num_units, frame_rate=cfg.frame_rate,
+                                   seed=cfg.seed)
+        codec.save(out / "codec")
+
+    with _stage("encode units", timings, quiet):
+        units: dict[str, np.ndarray] = {}
+        (out / UNITS_DIR).mkdir(exist_ok=True)
+        for rel, _, _ in tqdm(jobs + eval_jobs, desc="encode units", **bar):
+            units[rel] = codec.encode(read_wav(out / rel), SAMPLE_RATE).astype(np.int64)
+            np.save(units_path(out, rel), units[rel])
+        if not quiet:
+            print(f"[world]   {sum(map(len, units.values()))} units, {_dir_size(out / UNITS_DIR) / 1e6:.1f} MB",
+                  flush=True)
+
+    with _stage("write jsonl", timings, quiet):
+        for split, recs in records.items():
+            write_atomic(out / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in recs))
+        write_atomic(out / "facts.json", json.dumps(facts, indent=1))
+        ratios = [len(units[r["sft_target_audio"]]) / text_tokens(r["sft_target_text"])
+                  for recs in records.values() for r in recs]
+        ratio_styles = [r["style"] for recs in records.values() for r in recs]
+
+    with _stage("build tokenizer", timings, quiet):
+        tokenizer = build_tokenizer(vocab, codec.num_units)
+        tokenizer.save_pretrained(str(out / "tokenizer"))
+
+    with _stage("train evaluators", timings, quiet):
+        items = [{"text": t, "style": s, "units": units[rel], "audio": rel} for rel, t, s in eval_jobs]
+        figures = train_evaluators(items[n_heldout:], items[:n_heldout], out / "evaluators",
+                                   cfg.evaluator_config(codec.num_units))
+
+    summary = {
+        "config_hash": cfg_hash,
+        "format_version": FORMAT_VERSION,
+        "config": dataclasses.asdict(cfg),
+        "sizes": {**{s: len(r) for s, r in records.items()}, "utterances": len(jobs) + len(eval_jobs),
+                  "evaluator_train": n_eval - n_heldout, "evaluator_heldout": n_heldout,
+                  "vocabulary": len(vocab), "tokenizer": len(tokenizer), "num_units": codec.num_units,
+                  "speech_seconds": round(seconds, 1), "bytes": _dir_size(out)},
+        "task_types": {s: {t: sum(r["task_type"] == t for r in recs) for t in ("s2s", "t2s")}
+                       for s, recs in records.items()},
+        "tasks": {s: {t: sum(r["task"] == t for r in recs) for t in cfg.tasks} for s, recs in records.items()},
+        "redrawn_for_ratio_band": redraws,
+        "valid_questions_in_train": sum(r["question_text"] in train_questions for r in records["valid"]),
+        "units_per_text_token": ratio_stats(ratios, ratio_styles),
+        "timings": timings,
+        "recognizer_wer": figures["recognizer_wer"],
+        "style_accuracy": figures["style_accuracy"],
+        "unit_lm_nll": figures.get("unit_lm_nll"),
+        "evaluators": figures,
+    }
+    write_atomic(out / "summary.json", json.dumps(summary, indent=1, default=float))
+    (out / BUILDING).unlink()
+    if not quiet:
+        total = sum(timings.values())
+        print(f"[world] built {out} in {total:.1f} s: " + ", ".join(f"{s} {len(r)}" for s, r in records.items()),
+              flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``wavalign world --profile {smoke,cpu,gpu} --out DIR [-p key=value ...] [--overwrite] [--threads N]``."""
+    parser = argparse.ArgumentParser(prog="wavalign world", description="build (or reuse) the embedded world")
+    parser.add_argument("--profile", default="smoke", help="smoke, cpu, gpu or a profile YAML path")
+    parser.add_argument("--out", default=None, help="world directory (default data/worlds/<profile>)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a world: key, e.g. -p train_size=500 (a leading 'world.' is optional)")
+    parser.add_argument("--overwrite", action="store_true", help="rebuild a world built with another config")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch / k-means (0: the libraries' defaults; 1 is fastest for the "
+                             "tiny evaluator models on a busy machine)")
+    args = parser.parse_args(argv)
+    out = Path(args.out or f"data/worlds/{Path(args.profile).stem}")
+    try:
+        cfg = world_config(args.profile, parse_overrides([p.removeprefix("world.") for p in args.param]))
+        if args.threads > 0:
+            import torch
+            from threadpoolctl import threadpool_limits
+
+            torch.set_num_threads(args.threads)
+            with threadpool_limits(limits=args.threads):
+                summary = build_world(cfg, out, overwrite=args.overwrite)
+        else:
+            summary = build_world(cfg, out, overwrite=args.overwrite)
+    except ConfigError as err:
+        print(f"wavalign world: error: {err}", file=sys.stderr)
+        return 2
+    figures = {k: summary[k] for k in ("recognizer_wer", "style_accuracy") if k in summary}
+    r = summary["units_per_text_token"]
+    print(f"[world] {out}: evaluators on held-out speech: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in figures.items())
+          + f"; speech units per text token: median {r['median']:.2f} (min {r['min']:.2f}, max {r['max']:.2f}, "
+          f"{r['outside']} of {r['count']} outside {r['bounds']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
