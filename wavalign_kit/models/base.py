@@ -1,0 +1,273 @@
+"""The spoken dialogue model interface shared by both architectures: token batches, rollouts, save/load, reference."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from wavalign_kit.channels import ChannelLayout, InterleaveRatio
+from wavalign_kit.models.sampling import Sampling
+
+MODEL_CARD = "wavalign_model.json"
+
+
+@dataclass
+class TokenBatch:
+    """Prompt + response ids, right-padded; masks over the N next-token predictions (flattened over streams)."""
+
+    input_ids: Tensor  # (B, L) interleaved or (B, L, 1+K) parallel
+    attention_mask: Tensor  # (B, L)
+    prompt_lengths: Tensor  # (B,)
+    response_mask: Tensor  # (B, N) bool, N = (L-1) or (L-1)*(1+K)
+    text_mask: Tensor  # (B, N) bool, subset of response_mask
+    speech_mask: Tensor  # (B, N) bool, subset of response_mask
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        """The same batch on ``device``."""
+        return TokenBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+
+@dataclass
+class Rollout:
+    """G sampled responses per prompt (prompt-major rows) with the sampling-free log-probs of their tokens."""
+
+    batch: TokenBatch
+    logprobs: Tensor  # (B, N) log pi(y_t) at temperature 1, full vocabulary; 0 outside response_mask
+    group_size: int
+    texts: list[str]
+    units: list[np.ndarray]
+    prompt_index: list[int]
+
+
+def layout_to_dict(layout: ChannelLayout) -> dict[str, Any]:
+    """A JSON-ready description of a ChannelLayout."""
+    d = {f: getattr(layout, f) for f in layout.__dataclass_fields__}
+    d["ratio"] = None if layout.ratio is None else [x for pair in layout.ratio.chunks for x in pair]
+    return d
+
+
+def layout_from_dict(d: dict[str, Any]) -> ChannelLayout:
+    """Inverse of :func:`layout_to_dict`."""
+    d = dict(d)
+    d["ratio"] = None if d.get("ratio") is None else InterleaveRatio.parse(d["ratio"])
+    return ChannelLayout(**d)
+
+
+def forward_cache_kwarg(module: torch.nn.Module) -> str:
+    """The keyword a transformers forward takes its KV cache under (``cache`` in v5, ``past_key_values`` before)."""
+    import inspect
+
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(out: Any) -> Any:
+    """The KV cache of a transformers model output, whichever name it carries."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
+def text_vocab_mask(tokenizer, layout: ChannelLayout, vocab_size: int) -> Tensor:
+    """(V,) bool: plain text tokens (not special, not speech) that a text slot may emit."""
+    allowed = torch.zeros(vocab_size, dtype=torch.bool)
+    allowed[: min(len(tokenizer), vocab_size)] = True
+    special = set(tokenizer.all_special_ids) | {
+        i for i in (layout.eos_id, layout.pad_id, layout.text_end_id, layout.begin_audio_id, layout.end_audio_id,
+                    layout.text_pad_id, layout.speech_pad_id) if i is not None}
+    allowed[[i for i in special if i < vocab_size]] = False
+    lo = layout.speech_start or 0
+    allowed[lo: lo + layout.num_units] = False
+    return allowed
+
+
+def left_pad(seqs: Sequence[np.ndarray], pad_row: np.ndarray | int) -> tuple[Tensor, Tensor]:
+    """Left-pad 1-D (or (T, S)) id arrays to one (P, L[, S]) tensor plus its (P, L) attention mask."""
+    length = max(len(s) for s in seqs)
+    shape = (len(seqs), length) + tuple(np.asarray(seqs[0]).shape[1:])
+    ids = np.empty(shape, dtype=np.int64)
+    ids[...] = pad_row
+    mask = np.zeros((len(seqs), length), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, length - len(s):] = s
+            mask[i, length - len(s):] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+class SpokenDialogueModel(ABC):
+    """A policy over interleaved or parallel text/speech token streams.
+
+    ``model`` is the torch module that is trained (peft-wrapped under LoRA); ``reference()`` switches every
+    forward pass to the frozen starting policy (adapters disabled under LoRA, else a frozen copy).
+    """
+
+    arch: str = ""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, layout: ChannelLayout) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.layout = layout
+        self._reference_copy: torch.nn.Module | None = None
+        self.lora_config: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ encoding
+    def user_content(self, example) -> str:
+        """The user turn as a string: the question words (t2s) or the user speech as boundary + speech tokens."""
+        if example.task_type == "s2s" and example.prompt_units is not None:
+            toks = self.tokenizer.convert_ids_to_tokens(self.layout.units_to_ids(np.asarray(example.prompt_units)))
+            begin = self.tokenizer.convert_ids_to_tokens(self.layout.begin_audio_id) if self.layout.begin_audio_id is not None else ""
+            end = self.tokenizer.convert_ids_to_tokens(self.layout.end_audio_id) if self.layout.end_audio_id is not None else ""
+            return " ".join([begin, *toks, end]).strip()
+        return example.question_text
+
+    def chat_ids(self, content: str) -> list[int]:
+        """Token ids of one user turn followed by the assistant's turn opener (chat template or the kit's own)."""
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                           add_generation_prompt=True)
+        else:
+            text = f"<|user|> {content} <|assistant|>"
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    @abstractmethod
+    def encode_prompt(self, example) -> np.ndarray:
+        """The prompt ids of an Example: chat template + user text or user speech units."""
+
+    def text_ids(self, text: str) -> list[int]:
+        """Plain text token ids of ``text`` (no special tokens)."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_response(self, text: str, units) -> np.ndarray:
+        """The target response laid out exactly as the model generates it (ChannelLayout.layout_response)."""
+        return self.layout.layout_response(self.text_ids(text), np.asarray(units, dtype=np.int64))
+
+    def decode_text(self, text_ids) -> str:
+        """The text string of text token ids (word-level tokenizers without a decoder: words joined by spaces)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and backend.decoder is None and type(backend.model).__name__ == "WordLevel":
+            special = set(self.tokenizer.all_special_ids)
+            return " ".join(self.tokenizer.convert_ids_to_tokens([int(i) for i in text_ids if int(i) not in special]))
+        return self.tokenizer.decode(list(text_ids), skip_special_tokens=True).strip()
+
+    @abstractmethod
+    def collate(self, prompts: list[np.ndarray], responses: list[np.ndarray]) -> TokenBatch:
+        """Right-padded prompt + response batch with response / text / speech masks."""
+
+    @abstractmethod
+    def token_logprobs(self, batch: TokenBatch, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+        """(B, N) log p of every next token (0 outside the response) and optionally the entropy."""
+
+    @abstractmethod
+    def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
+                 max_new_tokens: int, seed: int | None = None) -> Rollout:
+        """``num_samples`` responses per example in one batched, KV-cached decode loop."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _rollout(self, prompts: list[np.ndarray], responses: list[np.ndarray], logprobs: list[Tensor],
+                 group_size: int) -> Rollout:
+        """Assemble a Rollout: collate, place generation log-probs on the batch's N axis, split the channels."""
+        batch = self.collate(prompts, responses)
+        streams = batch.input_ids.shape[2] if batch.input_ids.dim() == 3 else 1
+        steps = batch.input_ids.shape[1] - 1
+        lp = torch.zeros(len(responses), steps, streams)
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            lp[i, len(p) - 1: len(p) - 1 + len(r)] = logprobs[i].reshape(len(r), streams).float().cpu()
+        texts, units = [], []
+        for r in responses:
+            t, u = self.layout.split_response(r)
+            texts.append(self.decode_text(t))
+            units.append(u)
+        return Rollout(batch=batch, logprobs=lp.reshape(len(responses), -1), group_size=group_size, texts=texts,
+                       units=units, prompt_index=[i // group_size for i in range(len(responses))])
+
+    # ------------------------------------------------------------------ reference policy
+    def is_lora(self) -> bool:
+        return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
+
+    def snapshot_reference(self) -> None:
+        """Freeze a copy of the current weights as the reference policy (full fine-tuning only)."""
+        if not self.is_lora():
+            self._reference_copy = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    @contextlib.contextmanager
+    def reference(self) -> Iterator[SpokenDialogueModel]:
+        """Within this context every forward pass uses the reference policy pi_ref.
+
+        LoRA: adapters disabled (no second copy). Full fine-tuning: a frozen copy taken by
+        :meth:`snapshot_reference`, or at the first call when none was taken.
+        """
+        if self.is_lora():
+            with self.model.disable_adapter():
+                yield self
+            return
+        if self._reference_copy is None:
+            self.snapshot_reference()
+        policy, self.model = self.model, self._reference_copy
+        try:
+            yield self
+        finally:
+            self.model = policy
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> None:
+        """Write weights (safetensors), config, tokenizer and layout so that :meth:`load` restores this model."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        card = {"arch": self.arch, "layout": layout_to_dict(self.layout), "lora": self.lora_config}
+        if self.is_lora():
+            base = self.model.get_base_model()
+            base.config.save_pretrained(out)
+            state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+            save_file(state, str(out / "peft_model.safetensors"))
+        else:
+            self.model.save_pretrained(out, safe_serialization=True)
+        # own folder: next to the model's config.json, AutoTokenizer would pick the backbone's tokenizer class
+        self.tokenizer.save_pretrained(out / "tokenizer")
+        (out / MODEL_CARD).write_text(json.dumps(card, indent=2))
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> SpokenDialogueModel:
+        """Restore a model written by :meth:`save` (the architecture is read from the directory)."""
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        from wavalign_kit.models.interleaved import InterleavedModel
+        from wavalign_kit.models.lora import LoraSettings, wrap_lora
+        from wavalign_kit.models.parallel import DualStreamModel, ParallelModel
+
+        root = Path(directory)
+        if not (root / MODEL_CARD).is_file():
+            raise ValueError(f"{root}: no {MODEL_CARD}; not a directory written by SpokenDialogueModel.save")
+        card = json.loads((root / MODEL_CARD).read_text())
+        if card.get("arch") not in ("interleaved", "parallel"):
+            raise ValueError(f"{root / MODEL_CARD}: field 'arch' must be 'interleaved' or 'parallel', got {card.get('arch')!r}")
+        layout = layout_from_dict(card["layout"])
+        tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer" if (root / "tokenizer").is_dir() else root)
+        impl = InterleavedModel if card["arch"] == "interleaved" else ParallelModel
+        if card.get("lora"):
+            config = AutoConfig.from_pretrained(root)
+            base = AutoModelForCausalLM.from_config(config) if card["arch"] == "interleaved" else DualStreamModel(config)
+            wrapped = impl(base, tokenizer, layout)
+            wrapped.model = wrap_lora(base, LoraSettings(**card["lora"]), card["arch"])
+            wrapped.lora_config = card["lora"]
+            wrapped.model.load_state_dict(load_file(str(root / "peft_model.safetensors")), strict=True)
+        else:
+            klass = AutoModelForCausalLM if card["arch"] == "interleaved" else DualStreamModel
+            wrapped = impl(klass.from_pretrained(root), tokenizer, layout)
+        if device is not None:
+            wrapped.model.to(device)
+        wrapped.model.eval()
+        return wrapped

@@ -1,0 +1,196 @@
+"""Interleaved spoken dialogue model: any causal LM whose vocabulary holds the speech tokens (GLM-4-Voice, VITA-Audio)."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wavalign_kit.channels import ChannelLayout
+from wavalign_kit.models.base import (
+    Rollout,
+    SpokenDialogueModel,
+    TokenBatch,
+    forward_cache_kwarg,
+    left_pad,
+    output_cache,
+    text_vocab_mask,
+)
+from wavalign_kit.models.sampling import (
+    Sampling,
+    channel_settings,
+    gather_logprobs,
+    row_settings,
+    sample_tokens,
+)
+
+# Slot kinds of the interleaved decoding state machine (rows of the allowed-token table).
+TEXT_SLOT, TEXT_OR_AUDIO_END, SPEECH_SLOT, EOS_SLOT, PAD_SLOT, FIRST_UNIT = range(6)
+
+
+class InterleavedSlots:
+    """Per-row state machine that says which tokens each row may emit next, following layout_response.
+
+    While both channels are open, positions follow the ratio's chunks (text slots then speech slots);
+    ``text_end`` closes the text channel (then speech only), ``end_audio`` closes speech (then text only);
+    ``end_audio`` always directly follows a unit, also right after a full speech chunk, where layout_response
+    puts it, so a speech run starts with a unit (FIRST_UNIT slot); when both are closed
+    the row emits ``eos``, then padding. All state lives on the device: no host synchronisation.
+    """
+
+    def __init__(self, layout: ChannelLayout, tokenizer, vocab_size: int, rows: int, device: torch.device) -> None:
+        self.layout = layout
+        lo, n = layout.speech_start, layout.num_units
+        text = text_vocab_mask(tokenizer, layout, vocab_size)
+        if layout.text_end_id is not None:
+            text[layout.text_end_id] = True
+        speech = torch.zeros(vocab_size, dtype=torch.bool)
+        speech[lo: lo + n] = True
+        if layout.end_audio_id is not None:
+            speech[layout.end_audio_id] = True
+        text_or_end = text.clone()
+        if layout.end_audio_id is not None:
+            text_or_end[layout.end_audio_id] = True
+        eos = torch.zeros(vocab_size, dtype=torch.bool)
+        eos[layout.eos_id] = True
+        pad = torch.zeros(vocab_size, dtype=torch.bool)
+        pad[layout.pad_id] = True
+        first_unit = speech.clone()
+        if layout.end_audio_id is not None:
+            first_unit[layout.end_audio_id] = False
+        self.table = torch.stack([text, text_or_end, speech, eos, pad, first_unit]).to(device)  # (6, V)
+        self.chunks = torch.tensor(layout.ratio.chunks, device=device)  # (C, 2)
+        z = torch.zeros(rows, dtype=torch.long, device=device)
+        self.chunk, self.rem_text, self.rem_speech = z.clone(), z + self.chunks[0, 0], z + self.chunks[0, 1]
+        f = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.text_done, self.speech_done, self.finished, self.last_unit = f.clone(), f.clone(), f.clone(), f.clone()
+
+    def slots(self) -> Tensor:
+        """(B,) slot kind of the next position of every row."""
+        both_open = ~self.text_done & ~self.speech_done
+        text_turn = (self.speech_done & ~self.text_done) | (both_open & (self.rem_text > 0))
+        kind = torch.where(self.last_unit, SPEECH_SLOT, FIRST_UNIT)
+        kind = torch.where(text_turn, torch.where(both_open & self.last_unit,
+                                                  TEXT_OR_AUDIO_END, TEXT_SLOT), kind)
+        kind = torch.where(self.text_done & self.speech_done, EOS_SLOT, kind)
+        return torch.where(self.finished, PAD_SLOT, kind)
+
+    def allowed(self, kind: Tensor) -> Tensor:
+        """(B, V) bool of the tokens each row may emit."""
+        return self.table[kind]
+
+    def update(self, kind: Tensor, tok: Tensor) -> None:
+        """Advance every row's state after it emitted ``tok`` at a slot of kind ``kind``."""
+        lay = self.layout
+        is_unit = (tok >= lay.speech_start) & (tok < lay.speech_start + lay.num_units)
+        end_audio = tok == lay.end_audio_id if lay.end_audio_id is not None else torch.zeros_like(is_unit)
+        text_end = tok == lay.text_end_id if lay.text_end_id is not None else torch.zeros_like(is_unit)
+        in_text_slot = ((kind == TEXT_SLOT) | (kind == TEXT_OR_AUDIO_END)) & ~end_audio
+        in_speech_slot = is_unit
+        self.rem_text = self.rem_text - in_text_slot.long()
+        self.rem_speech = self.rem_speech - in_speech_slot.long()
+        self.last_unit = is_unit
+        self.finished |= (kind == EOS_SLOT) | (kind == PAD_SLOT)
+        self.text_done |= text_end
+        self.speech_done |= end_audio
+        # next chunk of the ratio once both parts of this one are used
+        advance = (self.rem_text <= 0) & (self.rem_speech <= 0)
+        nxt = torch.clamp(self.chunk + 1, max=len(self.chunks) - 1)
+        self.chunk = torch.where(advance, nxt, self.chunk)
+        self.rem_text = torch.where(advance, self.chunks[self.chunk, 0], self.rem_text)
+        self.rem_speech = torch.where(advance, self.chunks[self.chunk, 1], self.rem_speech)
+
+
+class InterleavedModel(SpokenDialogueModel):
+    """A causal LM over one token stream in which text and speech-unit tokens alternate by the layout's ratio."""
+
+    arch = "interleaved"
+
+    def __init__(self, model: torch.nn.Module, tokenizer, layout: ChannelLayout) -> None:
+        if layout.kind != "interleaved":
+            raise ValueError(f"layout: InterleavedModel needs an interleaved ChannelLayout, got kind={layout.kind!r}")
+        if layout.text_end_id is None or layout.end_audio_id is None:
+            raise ValueError("layout: interleaved generation needs text_end and end_audio tokens to close each channel; "
+                             "pass the model's own tokens to ChannelLayout.from_tokenizer(text_end=..., end_audio=...)")
+        super().__init__(model, tokenizer, layout)
+
+    def encode_prompt(self, example) -> np.ndarray:
+        return np.asarray(self.chat_ids(self.user_content(example)), dtype=np.int64)
+
+    def collate(self, prompts: list[np.ndarray], responses: list[np.ndarray]) -> TokenBatch:
+        lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
+        L = max(lengths)
+        ids = torch.full((len(prompts), L), self.layout.pad_id, dtype=torch.long)
+        attn = torch.zeros(len(prompts), L, dtype=torch.long)
+        resp = torch.zeros(len(prompts), L - 1, dtype=torch.bool)
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            ids[i, : len(p)] = torch.as_tensor(p)
+            ids[i, len(p): len(p) + len(r)] = torch.as_tensor(r)
+            attn[i, : len(p) + len(r)] = 1
+            resp[i, len(p) - 1: len(p) + len(r) - 1] = True  # predictions of response tokens
+        text, speech = self.layout.masks(ids[:, 1:], valid=resp)
+        return TokenBatch(ids, attn, torch.tensor([len(p) for p in prompts]), resp, text & resp, speech & resp)
+
+    def token_logprobs(self, batch: TokenBatch, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+        batch = batch.to(self.device)
+        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, L, V)
+        logp, ent = gather_logprobs(logits[:, :-1], batch.input_ids[:, 1:], with_entropy)       # (B, L-1)
+        m = batch.response_mask
+        return logp * m, (ent * m if ent is not None else None)
+
+    @torch.no_grad()
+    def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
+                 max_new_tokens: int, seed: int | None = None) -> Rollout:
+        if num_samples < 1 or max_new_tokens < 1:
+            raise ValueError(f"num_samples ({num_samples}) and max_new_tokens ({max_new_tokens}) must be >= 1")
+        was_training = self.model.training
+        self.model.eval()
+        dev, G = self.device, num_samples
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+        prompts = [self.encode_prompt(e) for e in examples]
+        ids, attn = left_pad(prompts, self.layout.pad_id)                       # (P, Lp)
+        ids, attn = ids.to(dev), attn.to(dev)
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        core = self.model.get_base_model() if self.is_lora() else self.model
+        key = forward_cache_kwarg(core)
+        last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(core.forward).parameters else {}
+        # prefill each prompt once, then share its cache across the G samples of its group
+        out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **last_only)
+        cache = output_cache(out)
+        cache.batch_repeat_interleave(G)
+        logits = out.logits[:, -1].repeat_interleave(G, 0)                      # (B, V)
+        B, Lp = logits.shape[0], ids.shape[1]
+        attn_all = torch.ones(B, Lp + max_new_tokens, dtype=torch.long, device=dev)
+        attn_all[:, :Lp] = attn.repeat_interleave(G, 0)
+        next_pos = pos[:, -1].repeat_interleave(G, 0) + 1                       # (B,)
+        tokens = torch.full((B, max_new_tokens), self.layout.pad_id, dtype=torch.long, device=dev)
+        logps = torch.zeros(B, max_new_tokens, device=dev)
+        slots = InterleavedSlots(self.layout, self.tokenizer, logits.shape[-1], B, dev)
+        steps = max_new_tokens
+        settings = channel_settings(text_sampling, speech_sampling, dev)
+        for t in range(max_new_tokens):
+            kind = slots.slots()
+            temp, top_p, top_k = row_settings((kind == SPEECH_SLOT) | (kind == FIRST_UNIT), settings)
+            tok = sample_tokens(logits, slots.allowed(kind), temp, top_p, top_k, gen)
+            tokens[:, t] = tok
+            logps[:, t] = gather_logprobs(logits, tok)[0]
+            slots.update(kind, tok)
+            if t + 1 == max_new_tokens or ((t % 4 == 3) and bool(slots.finished.all())):  # the only host sync
+                steps = t + 1
+                break
+            out = self.model(input_ids=tok[:, None], attention_mask=attn_all[:, : Lp + t + 1],
+                             position_ids=next_pos[:, None], use_cache=True, **{key: cache})
+            cache, logits = output_cache(out), out.logits[:, -1]
+            next_pos += 1
+        self.model.train(was_training)
+        tokens, logps = tokens[:, :steps].cpu(), logps[:, :steps].cpu()
+        responses, lps = [], []
+        for i in range(B):
+            stop = (tokens[i] == self.layout.eos_id).nonzero()
+            n = int(stop[0]) + 1 if len(stop) else steps
+            responses.append(tokens[i, :n].numpy())
+            lps.append(logps[i, :n])
+        return self._rollout([prompts[i // G] for i in range(B)], responses, lps, G)

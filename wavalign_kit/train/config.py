@@ -1,0 +1,206 @@
+"""Training configuration: one strict dataclass for every method (GRPO / hybrid RL, DPO, SFT) and preset loading.
+
+A run's configuration is merged in this order (later wins): `TrainConfig` defaults < the profile's ``train:``
+section (sizes: steps, batch, lengths) < the preset or ``--config`` YAML (the method) < ``key=value`` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from wavalign_kit.config import CONFIG_DIR, ConfigError, _suggest, deep_update, from_dict, load_yaml
+
+PRESET_DIR = CONFIG_DIR / "presets"
+# `setup=paper` / `setup=code`: the paper's reported configuration or the authors' public code's, in one override
+# (applied over the preset, under any explicit key=value).
+SETUPS: dict[str, dict[str, float]] = {
+    "kit": {},
+    "paper": {"beta_text": 0.01, "beta_speech": 0.01, "temperature": 0.9},
+    "code": {"beta_text": 0.0, "beta_speech": 0.0, "temperature": 0.7},
+}
+PROFILE_SECTIONS = ("profile", "seed", "world", "models", "warmstart", "train", "eval", "pipeline")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of `wavalign train`; DESIGN.md section 2 gives the method, the presets give the recipes."""
+
+    # what to train
+    setup: Literal["kit", "paper", "code"] = "kit"  # see SETUPS: paper (beta 0.01, T 0.9) / code (beta 0, T 0.7)
+    algorithm: Literal["grpo", "dpo", "sft"] = "grpo"
+    arch: Literal["interleaved", "parallel"] | None = None  # None: the profile's models.arch
+    base_model: str | None = None          # model directory; default: the profile's warm-started base
+    world_path: str | None = None          # world directory ("synthetic": no-build stand-in); default data/worlds/<profile>
+    split: Literal["train", "valid", "test"] = "train"
+    # schedule and optimiser (AdamW + linear warm-up + cosine)
+    steps: int = 60
+    prompts_per_step: int = 4              # prompts per micro-batch and process
+    grad_accum: int = 1                    # micro-batches per optimiser step
+    lr: float = 5e-5
+    min_lr_ratio: float = 0.1              # cosine floor as a share of lr
+    warmup_steps: int = 5
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    grad_clip: float = 1.2
+    bf16: bool = True                      # autocast in bf16 on GPU (ignored on CPU)
+    # rollouts
+    group_size: int = 4                    # G responses per prompt
+    temperature: float = 0.7               # paper: 0.9, authors' code: 0.7
+    top_p: float = 0.9
+    speech_temperature: float | None = None  # None: same as the text channel
+    speech_top_p: float | None = None
+    max_new_tokens: int = 160
+    # rewards
+    reward: Any = "holistic"               # a name, {name: weight} or a list (rewards.build_reward)
+    reward_options: dict[str, Any] = field(default_factory=dict)  # integer, noise_semantic, seed, ...
+    routed: bool = False                   # channel-routed advantages: semantic -> text, acoustic -> speech
+    semantic_weight: float = 1.0
+    acoustic_weight: float = 1.0
+    max_judge_failure_share: float = 0.5   # stop when more reward calls than this fail in one step
+    # RL term
+    rl_token_type: Literal["all", "text", "speech"] = "text"
+    rl_text_weight: float = 1.0
+    rl_speech_weight: float = 1.0
+    beta_text: float = 0.001               # paper: 0.01, authors' code: 0 (no reference pass)
+    beta_speech: float = 0.001
+    updates_per_rollout: int = 1           # 1: ratio == 1 (group-baseline REINFORCE); >1: PPO clipping
+    clip_eps: float = 0.2
+    # acoustic anchor (SFT on the prompts' target responses)
+    anchor: bool = True
+    anchor_token_type: Literal["all", "text", "speech"] = "all"
+    anchor_text_weight: float = 1.0
+    anchor_speech_weight: float = 1.0
+    sft_share: float = 0.0                # two-stage: the first round(sft_share * steps) steps are pure SFT
+    # mixing L = lambda * L_pref + (1 - lambda) * L_SFT
+    mixer: Literal["none", "fixed", "adaptive"] = "adaptive"
+    mix_weight: float = 0.5                # the fixed lambda
+    lambda_max: float = 0.8
+    ema_alpha: float = 0.9
+    use_ema: bool = True
+    gate_slope: float = 5.0
+    reward_threshold: float = 3.0
+    reward_scale: float = 4.0
+    # DPO
+    dpo_source: Literal["auto", "offline", "online"] = "auto"  # auto: offline when every example has a rejected response
+    dpo_beta: float = 0.1                  # authors' launch script: 0.2
+    dpo_token_type: Literal["all", "text", "speech"] = "all"
+    dpo_reduction: Literal["sum", "mean"] = "sum"
+    dpo_sft_weight: float = 0.0
+    pair_score_mode: Literal["sum", "semantic", "acoustic"] = "sum"
+    pair_min_margin: float = 1.0
+    # logging and checkpoints
+    seed: int | None = None                # None: the profile's seed
+    save_every: int = 20
+    keep_checkpoints: int = 2
+    grad_norm_per_channel: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in (None, "interleaved", "parallel"):
+            raise ConfigError(f"train.arch: {self.arch!r} is not 'interleaved' or 'parallel'")
+        positive = {"steps": self.steps, "prompts_per_step": self.prompts_per_step, "grad_accum": self.grad_accum,
+                    "group_size": self.group_size, "max_new_tokens": self.max_new_tokens,
+                    "updates_per_rollout": self.updates_per_rollout, "save_every": self.save_every,
+                    "keep_checkpoints": self.keep_checkpoints}
+        for name, v in positive.items():
+            if v < 1:
+                raise ConfigError(f"train.{name}: must be >= 1, got {v}")
+        if self.lr <= 0 or self.warmup_steps < 0:
+            raise ConfigError("train.lr must be > 0 and train.warmup_steps >= 0")
+        for name in ("mix_weight", "lambda_max", "ema_alpha", "max_judge_failure_share", "min_lr_ratio", "sft_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"train.{name}: must lie in [0, 1], got {getattr(self, name)}")
+        if self.beta_text < 0 or self.beta_speech < 0 or self.pair_min_margin < 0:
+            raise ConfigError("train.beta_text / beta_speech / pair_min_margin: must be >= 0")
+        if self.algorithm != "sft":
+            if self.anchor and self.mixer == "none":
+                raise ConfigError("train.anchor is true but train.mixer is 'none': set mixer=fixed (mix_weight) or "
+                                  "mixer=adaptive, or anchor=false for a preference-only run")
+            if not self.anchor and self.mixer != "none":
+                raise ConfigError(f"train.mixer is {self.mixer!r} but train.anchor is false: nothing to mix; "
+                                  "set mixer=none or anchor=true")
+        if self.algorithm == "sft" and not self.anchor:
+            raise ConfigError("train.algorithm=sft trains the anchor only: set anchor=true")
+        if self.algorithm == "grpo" and self.group_size < 2:
+            raise ConfigError("train.group_size: GRPO needs >= 2 responses per prompt for a group advantage")
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the step needs reference log-probs (DPO always; RL only with a non-zero KL weight)."""
+        return self.algorithm == "dpo" or (self.algorithm == "grpo" and (self.beta_text > 0 or self.beta_speech > 0))
+
+
+def known_presets() -> list[str]:
+    """Names of the presets shipped in configs/presets."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    """The YAML of preset ``name``; an unknown name is a ConfigError with a suggestion."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = known_presets()
+        raise ConfigError(f"unknown preset '{name}'{_suggest(name, known)}; known presets: {', '.join(known)}")
+    return path
+
+
+def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split parsed ``key=value`` overrides into (profile sections, train keys): ``world.x=1`` and ``seed=3`` go to
+    the profile, ``train.lr=1e-4`` and plain ``lr=1e-4`` to the train section."""
+    profile, train = {}, {}
+    for key, value in overrides.items():
+        if key == "train":
+            train = deep_update(train, value)
+        elif key in PROFILE_SECTIONS:
+            profile[key] = value
+        else:
+            train[key] = value
+    return profile, train
+
+
+def check_keys(data: dict[str, Any], where: str) -> None:
+    """Reject keys TrainConfig does not have, naming ``where`` and suggesting the closest key."""
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(key, names)}; known keys: {', '.join(names)}")
+
+
+def resolve_config(profile: dict[str, Any], recipe: dict[str, Any], overrides: dict[str, Any],
+                   where: str = "preset") -> tuple[TrainConfig, dict[str, Any]]:
+    """Merge profile ``train:`` < recipe < overrides into a TrainConfig; returns it and the updated profile.
+
+    ``where`` names the recipe's file in errors (an unknown key names the file and suggests the right key)."""
+    prof_over, train_over = split_overrides(overrides)
+    profile = deep_update(profile, prof_over)
+    base = dict(profile.get("train") or {})
+    check_keys(base, "profile train")  # a typo is reported against the file that holds it
+    check_keys(recipe, where)
+    merged = deep_update(base, recipe)
+    setup = train_over.get("setup", merged.get("setup", "kit"))
+    if setup not in SETUPS:
+        raise ConfigError(f"train.setup: {setup!r} is not one of {list(SETUPS)}")
+    merged = deep_update(deep_update(merged, SETUPS[setup]), train_over)
+    cfg = from_dict(TrainConfig, merged, "train")
+    if cfg.seed is None:
+        cfg.seed = int(profile.get("seed", 0))
+    if cfg.arch is None:
+        cfg.arch = (profile.get("models") or {}).get("arch", "interleaved")
+    return cfg, profile
+
+
+def load_recipe(preset: str | None, config: str | Path | None) -> tuple[dict[str, Any], str]:
+    """The recipe mapping of ``--preset NAME`` or ``--config FILE`` (exactly one) and its file name."""
+    if (preset is None) == (config is None):
+        raise ConfigError("wavalign train: give exactly one of --preset NAME or --config FILE")
+    path = preset_path(preset) if preset is not None else Path(config)
+    return load_yaml(path), str(path)
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as a plain dict (for checkpoints and run records)."""
+    return dataclasses.asdict(cfg)
