@@ -36,7 +36,7 @@ def test_every_style_renders_16k_float32(synth):
 def test_styles_differ_in_duration_and_energy(synth):
     dur = {s: len(synth.synthesize(TEXT, s)) / SAMPLE_RATE for s in STYLES}
     rms = {s: _rms(synth.synthesize(TEXT, s)) for s in STYLES}
-    assert dur["slow"] > 1.4 * dur["neutral"] > 1.4 * dur["excited"] / 1.4
+    assert dur["slow"] > 1.3 * dur["neutral"] > 1.3 * dur["excited"] / 1.4
     assert dur["excited"] < dur["happy"] < dur["neutral"] < dur["calm"] < dur["sad"] < dur["slow"]
     assert rms["excited"] > rms["happy"] > rms["neutral"] > rms["sad"]
 

@@ -73,11 +73,11 @@ STYLES: dict[str, StyleSpec] = {
     "neutral": StyleSpec(voice="en-us", rate=175, pitch=48, pitch_range=45, amplitude=100),
     "happy": StyleSpec(voice="en-us+f3", rate=195, pitch=72, pitch_range=90, amplitude=125),
     "sad": StyleSpec(voice="en-us+m3", rate=125, pitch=22, pitch_range=10, amplitude=65),
-    "excited": StyleSpec(voice="en-us+f2", rate=250, pitch=88, pitch_range=100, amplitude=140,
+    "excited": StyleSpec(voice="en-us+f2", rate=215, pitch=88, pitch_range=100, amplitude=140,
                          range_jitter=3.0),
     "calm": StyleSpec(voice="en-us+m1", rate=150, pitch=35, pitch_range=25, amplitude=85),
     "whisper": StyleSpec(voice="en-us+whisper", rate=165, pitch=50, pitch_range=40, amplitude=90),
-    "slow": StyleSpec(voice="en-us", rate=95, pitch=50, pitch_range=55, amplitude=105, rate_jitter=0.05),
+    "slow": StyleSpec(voice="en-us", rate=120, pitch=50, pitch_range=55, amplitude=105, rate_jitter=0.05),
 }
 
 # espeak-ng's C API constants (speak_lib.h).

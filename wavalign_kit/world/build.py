@@ -45,7 +45,8 @@ from wavalign_kit.world.tasks import (
     vocabulary,
 )
 
-FORMAT_VERSION = 1          # bump when the world's files change meaning; part of the config hash
+FORMAT_VERSION = 2          # bump when the world's files change meaning; part of the config hash
+                            # (2: layer-normalised evaluator encoders, whose weights 1 cannot load)
 SPLITS = ("train", "valid", "test")
 WORLD_FILES = ("audio", UNITS_DIR, "codec", "tokenizer", "evaluators", "facts.json", "summary.json",
                *(f"{s}.jsonl" for s in SPLITS))
