@@ -1,0 +1,250 @@
+"""Held-out evaluation of spoken dialogue models: IQ, EQ and acoustic integrity (DESIGN.md section 7).
+
+Per generated response (``num_samples`` per test example):
+
+- ``iq_text``: the world's task verifier on the text channel, in {0, 1};
+- ``iq_speech``: the verifier on the recogniser's transcript of the speech units ("ASR mode"), in {0, 1};
+- ``eq_style``: the style classifier's top style equals the example's target style, in {0, 1};
+- ``eq_style_prob``: classifier probability of the target style times (1 - WER), WER clipped to [0, 1]
+  (how public EQ benchmarks combine an emotion classifier with ASR);
+- ``prosody_match``: speaking-rate match. The rate of a response is its speech units per word of its text
+  channel (units are fixed-rate frames, so this is seconds per word up to the codec's frame rate). The
+  reference rate of a style is the median rate of the *target* responses of that style in the evaluated set
+  (synthesised by the world in that style). ``prosody_match = max(0, 1 - |rate - ref| / ref)``; NaN when the
+  text channel is empty. It measures tempo only, not pitch or energy;
+- ``wer``: word error rate between the text channel and the recognised speech (lower is better);
+- ``naturalness``: the unit LM's mean log-likelihood per unit (higher is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wavalign_kit.config import ConfigError, from_dict, load_profile
+
+MODEL_CARD = "wavalign_model.json"   # written by SpokenDialogueModel.save
+METRICS = ("iq_text", "iq_speech", "eq_style", "eq_style_prob", "prosody_match", "wer", "naturalness")
+SUMMARY_METRICS = ("iq_text", "iq_speech", "eq_style", "wer", "naturalness")
+
+
+@dataclass
+class EvalConfig:
+    """The profile's ``eval`` section."""
+
+    num_examples: int = 0            # test examples evaluated (0 = the whole test split)
+    num_samples: int = 1             # responses sampled per example
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 0          # 0 = 1.5x the longest target response + 8
+    audio_samples: int = 2           # before/after audio files written per model by the notebooks
+
+
+def speaking_rate(text: str, units: np.ndarray) -> float:
+    """Speech units per word of the text channel (NaN without words)."""
+    words = len(text.split())
+    return float(len(units)) / words if words else float("nan")
+
+
+def style_reference_rates(examples: Sequence[Any]) -> dict[str, float]:
+    """Median speaking rate of the target responses, per target style."""
+    rates: dict[str, list[float]] = {}
+    for ex in examples:
+        r = speaking_rate(ex.target_text, ex.target_units)
+        if np.isfinite(r):
+            rates.setdefault(ex.style, []).append(r)
+    return {style: float(np.median(v)) for style, v in rates.items()}
+
+
+def prosody_match(rate: float, reference: float) -> float:
+    """1 - relative speaking-rate error, floored at 0; NaN when either rate is undefined."""
+    if not (np.isfinite(rate) and np.isfinite(reference)) or reference <= 0:
+        return float("nan")
+    return max(0.0, 1.0 - abs(rate - reference) / reference)
+
+
+def score_responses(examples: Sequence[Any], texts: Sequence[str], units: Sequence[np.ndarray],
+                    evaluators: Any, *, reference_rates: dict[str, float] | None = None) -> pd.DataFrame:
+    """Score one response per row (``examples[i]`` is the prompt of ``texts[i]`` / ``units[i]``)."""
+    from wavalign_kit.evaluators import word_error_rate
+    from wavalign_kit.world.tasks import verify
+
+    if not (len(examples) == len(texts) == len(units)):
+        raise ValueError(f"score_responses: examples ({len(examples)}), texts ({len(texts)}) and units "
+                         f"({len(units)}) must have one entry per response")
+    units = [np.asarray(u, dtype=np.int64) for u in units]
+    reference_rates = style_reference_rates(examples) if reference_rates is None else reference_rates
+    transcripts = evaluators.recognizer.transcribe(units)
+    styles = list(evaluators.style.styles)
+    proba = np.asarray(evaluators.style.predict_proba(units), dtype=np.float64)
+    naturalness = np.asarray(evaluators.unit_lm.score(units), dtype=np.float64)
+    rows = []
+    for i, (ex, text, u, heard) in enumerate(zip(examples, texts, units, transcripts)):
+        if ex.style not in styles:
+            raise ValueError(f"example {ex.id}: target style {ex.style!r} unknown to the style classifier {styles}")
+        wer = float(word_error_rate(text, heard))
+        target_p = float(proba[i, styles.index(ex.style)])
+        rate = speaking_rate(text, u)
+        rows.append({
+            "example_id": ex.id, "task": ex.task, "style": ex.style, "text": text, "transcript": heard,
+            "iq_text": float(verify(ex, text)), "iq_speech": float(verify(ex, heard)),
+            "eq_style": float(styles[int(np.argmax(proba[i]))] == ex.style),
+            "eq_style_prob": target_p * (1.0 - min(1.0, wer)),
+            "prosody_match": prosody_match(rate, reference_rates.get(ex.style, float("nan"))),
+            "wer": wer, "naturalness": float(naturalness[i]) if len(u) else float("nan"),
+            "speaking_rate": rate, "num_units": len(u), "num_words": len(text.split()),
+        })
+    return pd.DataFrame(rows)
+
+
+def aggregate(frame: pd.DataFrame) -> dict[str, float]:
+    """Mean of every metric over responses (NaNs ignored), plus the counts."""
+    out = {m: float(frame[m].mean()) if len(frame) else float("nan") for m in METRICS}
+    out["num_responses"] = len(frame)
+    out["num_examples"] = int(frame["example_id"].nunique()) if len(frame) else 0
+    return out
+
+
+def evaluate(model: Any, examples: Sequence[Any], evaluators: Any, codec: Any = None, *, num_samples: int = 1,
+             sampling: Any = None, seed: int = 0, max_new_tokens: int | None = None,
+             batch_size: int = 32) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Sample ``num_samples`` responses per example and score them.
+
+    Returns the per-response frame (columns: example_id, sample, task, style, the metrics of the module
+    docstring, text, transcript) and the aggregate (metric means). ``codec`` is accepted for real models
+    whose evaluators need audio; the embedded evaluators read units directly.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from wavalign_kit.models.sampling import Sampling
+
+    if not examples:
+        raise ValueError("evaluate: examples is empty; pass the world's test split")
+    if num_samples < 1:
+        raise ValueError(f"evaluate: num_samples must be >= 1, got {num_samples}")
+    sampling = sampling or Sampling()
+    if max_new_tokens is None or max_new_tokens <= 0:
+        longest = max(len(model.encode_response(ex.target_text, ex.target_units)) for ex in examples)
+        max_new_tokens = int(1.5 * longest) + 8
+    refs = style_reference_rates(examples)
+    frames = []
+    was_training = model.model.training
+    model.model.eval()
+    try:
+        for start in tqdm(range(0, len(examples), batch_size), desc="evaluate", leave=False):
+            chunk = list(examples[start:start + batch_size])
+            with torch.no_grad():
+                rollout = model.generate(chunk, num_samples=num_samples, text_sampling=sampling,
+                                         speech_sampling=sampling, max_new_tokens=max_new_tokens,
+                                         seed=seed + start)
+            prompts = [chunk[i] for i in rollout.prompt_index]
+            frame = score_responses(prompts, rollout.texts, rollout.units, evaluators, reference_rates=refs)
+            frame.insert(1, "sample", [j % num_samples for j in range(len(frame))])
+            frames.append(frame)
+    finally:
+        model.model.train(was_training)
+    frame = pd.concat(frames, ignore_index=True)
+    return frame, aggregate(frame)
+
+
+def summarize_seeds(per_seed: pd.DataFrame) -> dict[str, Any]:
+    """summary.json layout from one row per (model, seed) [and architecture]:
+    ``{"models": {name: {metric: {"mean", "std", "n"}}}, "seeds": [...]}``.
+
+    ``std`` is the sample standard deviation over seeds (0 with a single seed). With several architectures
+    the model names are ``architecture/model``.
+    """
+    missing = [c for c in ("model", "seed", *SUMMARY_METRICS) if c not in per_seed.columns]
+    if missing:
+        raise ValueError(f"summarize_seeds: evaluation table lacks columns {missing}; expected one row per "
+                         "model and seed with columns model, seed, " + ", ".join(SUMMARY_METRICS))
+    frame = per_seed.copy()
+    if "architecture" in frame.columns and frame["architecture"].nunique() > 1:
+        frame["model"] = frame["architecture"].astype(str) + "/" + frame["model"].astype(str)
+    models: dict[str, Any] = {}
+    for name, group in frame.groupby("model", sort=False):
+        entry = {}
+        for m in [c for c in METRICS if c in group.columns]:
+            values = group[m].astype(float).dropna()
+            entry[m] = {"mean": float(values.mean()) if len(values) else None,
+                        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "n": len(values)}
+        models[str(name)] = entry
+    return {"models": models, "seeds": sorted(int(s) for s in frame["seed"].unique())}
+
+
+def eval_config(profile: str | dict) -> EvalConfig:
+    """The ``eval`` section of a profile (name, path or already-loaded dict)."""
+    cfg = load_profile(profile) if isinstance(profile, (str, Path)) else profile
+    return from_dict(EvalConfig, cfg.get("eval"), "eval")
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """The model directory to evaluate: ``run_dir`` itself when it holds a saved model, else the model of its
+    highest-numbered ``checkpoint-*`` (its ``model/`` subdirectory when present)."""
+    run_dir = Path(run_dir)
+    if (run_dir / MODEL_CARD).is_file():
+        return run_dir
+    steps = [(int(p.name.split("-")[-1]), p) for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    if not steps:
+        raise ConfigError(f"{run_dir}: neither a saved model ({MODEL_CARD}) nor a training run with checkpoint-*/; "
+                          "pass a model directory or a `wavalign train --out` directory")
+    last = max(steps)[1]
+    return last / "model" if (last / "model").is_dir() else last
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="wavalign evaluate", description="Evaluate checkpoints on a world's test split.")
+    ap.add_argument("checkpoints", nargs="+", type=Path, help="model dirs or training runs (their latest checkpoint-*)")
+    ap.add_argument("--world", required=True, type=Path, help="world directory (built by `wavalign world`)")
+    ap.add_argument("--profile", default="smoke", help="profile whose `eval` section sets the sizes")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="sampling seeds (mean and std over them)")
+    ap.add_argument("--names", nargs="+", help="one name per checkpoint for the tables (default: directory names)")
+    ap.add_argument("--out", type=Path, required=True, help="writes evaluation.csv and responses.csv here")
+    args = ap.parse_args(argv)
+    import torch
+
+    from wavalign_kit.models.base import SpokenDialogueModel
+    from wavalign_kit.models.sampling import Sampling
+    from wavalign_kit.world import load_world
+
+    names = args.names or [c.name for c in args.checkpoints]
+    if len(names) != len(args.checkpoints):
+        print(f"wavalign evaluate: --names gives {len(names)} names for {len(args.checkpoints)} checkpoints",
+              file=sys.stderr)
+        return 2
+    try:
+        cfg = eval_config(args.profile)
+        world = load_world(args.world)
+        test = world.split("test")
+        test = test[: cfg.num_examples] if cfg.num_examples else test
+        rows, responses = [], []
+        for name, ckpt in zip(names, args.checkpoints):
+            model = SpokenDialogueModel.load(latest_checkpoint(ckpt))
+            for seed in args.seeds:
+                torch.manual_seed(seed)
+                frame, agg = evaluate(model, test, world.evaluators, world.codec, num_samples=cfg.num_samples,
+                                      sampling=Sampling(temperature=cfg.temperature, top_p=cfg.top_p), seed=seed,
+                                      max_new_tokens=cfg.max_new_tokens or None)
+                rows.append({"model": name, "seed": seed, **agg})
+                responses.append(frame.assign(model=name, seed=seed))
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"wavalign evaluate: {e}", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out / "evaluation.csv", index=False)
+    pd.concat(responses, ignore_index=True).to_csv(args.out / "responses.csv", index=False)
+    summary = summarize_seeds(table)
+    summary["eval"] = asdict(cfg)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(table.to_string(index=False))
+    return 0

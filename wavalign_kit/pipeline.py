@@ -1,0 +1,327 @@
+"""The papermill pipeline: run the numbered notebooks in order with one parameter set, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from wavalign_kit.config import ConfigError, deep_update, load_profile, load_yaml
+from wavalign_kit.report import write_manifest, write_report, write_summary
+
+KIT_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = KIT_ROOT / "notebooks"
+STATE_FILE = "pipeline_state.json"
+PROFILE_KEYS = ("profile", "seed")
+SECTIONS = ("world", "models", "warmstart", "train", "eval", "pipeline")
+SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+MIN_SECRET_LENGTH = 4
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the executed notebook and the failing cell."""
+
+
+class SecretLeak(RuntimeError):
+    """An executed notebook contained the value of a secret environment variable (it has been redacted)."""
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def resolve_profile_name(profile: str) -> str:
+    """``auto`` becomes ``gpu`` when CUDA is available, else ``cpu``; other names pass through."""
+    if profile != "auto":
+        return profile
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def merged_config(profile: str, files: list[str | Path] = (), params: list[tuple[str, str]] = ()) -> dict:
+    """The nested profile: the named (or path) profile, then each ``-f`` YAML, then each ``-p key value``.
+
+    A dotted key (``train.lr``) lands in its section; a bare key that is not ``profile``/``seed`` or a section
+    name is a notebook parameter and lands in the ``pipeline`` section (``-p seeds [0,1,2]``).
+    """
+    cfg = load_profile(profile)
+    for f in files:
+        cfg = deep_update(cfg, load_yaml(f))
+    for key, raw in params:
+        value = _parse_value(raw)
+        parts = key.split(".")
+        if len(parts) == 1 and key not in PROFILE_KEYS and key not in SECTIONS:
+            parts = ["pipeline", key]
+        cfg = deep_update(cfg, _nest(parts, value))
+    unknown = [k for k in cfg if k not in PROFILE_KEYS and k not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"profile {profile!r}: unknown top-level keys {unknown}; known: {[*PROFILE_KEYS, *SECTIONS]}")
+    return cfg
+
+
+def _parse_value(raw: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _nest(parts: list[str], value: Any) -> dict:
+    out: Any = value
+    for part in reversed(parts):
+        out = {part: out}
+    return out
+
+
+def notebook_parameters(cfg: dict, out_dir: Path) -> dict[str, Any]:
+    """The ONE flat parameter set given to every notebook.
+
+    ``out_dir``, ``profile``, ``seed``, every key of the ``pipeline`` section (seeds, architectures, presets...)
+    and ``config``: the merged module sections (world, models, warmstart, train, eval). Each notebook receives
+    the names its ``parameters`` cell declares.
+    """
+    params: dict[str, Any] = {"out_dir": str(out_dir), "profile": cfg.get("profile", "custom"), "seed": cfg.get("seed", 0)}
+    params.update(cfg.get("pipeline") or {})
+    params["config"] = {k: cfg[k] for k in SECTIONS if k != "pipeline" and k in cfg}
+    return params
+
+
+def notebook_config(profile: str, config: dict | None = None) -> dict:
+    """Inside a notebook: the named profile with every section given in ``config`` replacing the profile's.
+
+    The pipeline passes every section, so a notebook runs with exactly the parameters recorded in the manifest
+    even when the profile file changes during the run; standalone, ``config={}`` means the profile as is.
+    """
+    return {**load_profile(profile), **(config or {})}
+
+
+def parameters_hash(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def secret_values(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables whose name contains KEY/TOKEN/SECRET/PASSWORD, name -> value (short values skipped)."""
+    env = os.environ if env is None else env
+    return {
+        name: value
+        for name, value in env.items()
+        if any(m in name.upper() for m in SECRET_MARKERS) and len(value) >= MIN_SECRET_LENGTH
+    }
+
+
+def check_parameters_hold_no_secret(params: dict, secrets: dict[str, str]) -> None:
+    text = json.dumps(params, default=str)
+    leaked = [name for name, value in secrets.items() if value in text]
+    if leaked:
+        raise ConfigError(
+            f"pipeline parameters contain the value of the secret environment variable(s) {leaked}; "
+            "secrets are read from the environment inside the library, never passed as notebook parameters"
+        )
+
+
+def redact_notebook(path: Path, secrets: dict[str, str]) -> list[str]:
+    """Replace every secret value in the notebook file at ``path``; return the names of the leaked variables."""
+    if not secrets or not path.is_file():
+        return []
+    nb = json.loads(path.read_text())
+    found: set[str] = set()
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, str):
+            for name, value in secrets.items():
+                if value in node:
+                    found.add(name)
+                    node = node.replace(value, f"[REDACTED:{name}]")
+            return node
+        if isinstance(node, list):
+            return [scrub(x) for x in node]
+        if isinstance(node, dict):
+            return {k: scrub(v) for k, v in node.items()}
+        return node
+
+    clean = scrub(nb)
+    if found:
+        _atomic_write(path, json.dumps(clean, indent=1, ensure_ascii=False) + "\n")
+    return sorted(found)
+
+
+# ---------------------------------------------------------------- state
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_state(out_dir: Path) -> dict:
+    path = out_dir / STATE_FILE
+    if not path.is_file():
+        return {"notebooks": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: corrupt pipeline state ({e}); delete it to re-run every notebook") from None
+
+
+def save_state(out_dir: Path, state: dict) -> None:
+    _atomic_write(out_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass
+class NotebookRun:
+    name: str
+    status: str          # "completed" (ran now) or "skipped" (completed earlier with the same parameters)
+    duration_s: float
+
+
+def discover_notebooks(notebook_dir: Path) -> list[Path]:
+    """The numbered notebooks ``NN_*.ipynb`` of ``notebook_dir``, in order."""
+    notebook_dir = Path(notebook_dir)
+    paths = sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise ConfigError(f"{notebook_dir}: no numbered notebooks (NN_name.ipynb); pass --notebooks DIR")
+    return paths
+
+
+def declared_parameters(path: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters``."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            import papermill
+
+            return set(papermill.inspect_notebook(str(path)).keys())
+    raise ConfigError(f"{path}: no code cell tagged 'parameters'; tag the first code cell 'parameters'")
+
+
+def run_pipeline(
+    params: dict[str, Any],
+    out_dir: Path,
+    *,
+    notebook_dir: Path = NOTEBOOK_DIR,
+    kernel_name: str = "python3",
+    force: bool = False,
+    start_timeout: int = 120,
+) -> list[NotebookRun]:
+    """Execute the numbered notebooks in order; skip those completed earlier with the same parameters.
+
+    Raises NotebookFailed (with the executed notebook's path and the failing cell) or SecretLeak.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out_dir = Path(out_dir)
+    for sub in ("notebooks", "metrics", "figures", "audio"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    secrets = secret_values()
+    check_parameters_hold_no_secret(params, secrets)
+    state = load_state(out_dir)
+    state["parameters"] = params
+    phash = parameters_hash(params)
+    runs: list[NotebookRun] = []
+    upstream_ran = force
+    env_before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(KIT_ROOT), *([env_before] if env_before else [])])
+    try:
+        for path in discover_notebooks(notebook_dir):
+            key, nhash = path.name, _file_hash(path)
+            done = state["notebooks"].get(key, {})
+            if not upstream_ran and done.get("status") == "completed" and done.get("parameters_hash") == phash \
+                    and done.get("notebook_hash") == nhash:
+                runs.append(NotebookRun(key, "skipped", float(done.get("duration_s", 0.0))))
+                print(f"[pipeline] {key}: completed earlier with the same parameters, skipped", file=sys.stderr)
+                continue
+            upstream_ran = True  # everything after a re-run notebook depends on it
+            declared = declared_parameters(path)
+            executed = out_dir / "notebooks" / key
+            state["notebooks"][key] = {"status": "running", "parameters_hash": phash, "notebook_hash": nhash}
+            save_state(out_dir, state)
+            print(f"[pipeline] {key}: running -> {executed}", file=sys.stderr)
+            t0 = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(path), str(executed), parameters={k: v for k, v in params.items() if k in declared},
+                    kernel_name=kernel_name, cwd=str(path.parent), progress_bar=True, start_timeout=start_timeout,
+                )
+            except PapermillExecutionError as e:
+                leaked = redact_notebook(executed, secrets)
+                state["notebooks"][key].update(status="failed", duration_s=time.perf_counter() - t0)
+                save_state(out_dir, state)
+                source = (e.source or "").strip().splitlines()
+                raise NotebookFailed(
+                    f"notebook {key} failed in cell {e.cell_index} (In [{e.exec_count}]"
+                    f"{': ' + source[0] if source else ''}): {e.ename}: {e.evalue}\n"
+                    f"  executed notebook with the full traceback: {executed}"
+                    + (f"\n  it also printed secret(s) {leaked}; they were redacted from that file" if leaked else "")
+                ) from None
+            duration = time.perf_counter() - t0
+            leaked = redact_notebook(executed, secrets)
+            if leaked:
+                state["notebooks"][key].update(status="secret_leak", duration_s=duration)
+                save_state(out_dir, state)
+                raise SecretLeak(
+                    f"notebook {key} printed the value of secret environment variable(s) {leaked}; the values were "
+                    f"redacted from {executed}. Find the cell that prints them and remove that output."
+                )
+            state["notebooks"][key].update(
+                status="completed", duration_s=round(duration, 3),
+                finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            )
+            save_state(out_dir, state)
+            runs.append(NotebookRun(key, "completed", duration))
+    finally:
+        if env_before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = env_before
+    return runs
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="wavalign pipeline", description=__doc__)
+    ap.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto (gpu if CUDA else cpu) | a YAML path")
+    ap.add_argument("-f", "--file", action="append", default=[], help="YAML merged over the profile (repeatable)")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                    help="one parameter, YAML-parsed: -p seeds [0,1,2] or -p train.lr 1e-4 (repeatable)")
+    ap.add_argument("--out", required=True, type=Path, help="run directory, e.g. results/my-run")
+    ap.add_argument("--notebooks", type=Path, default=NOTEBOOK_DIR, help="directory of NN_*.ipynb notebooks")
+    ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3 = this interpreter)")
+    ap.add_argument("--force", action="store_true", help="re-run every notebook even if completed")
+    args = ap.parse_args(argv)
+    started = dt.datetime.now(dt.timezone.utc)
+    try:
+        profile = resolve_profile_name(args.profile)
+        cfg = merged_config(profile, args.file, [tuple(p) for p in args.param])
+        out_dir = args.out.resolve()
+        params = notebook_parameters(cfg, out_dir)
+        runs = run_pipeline(params, out_dir, notebook_dir=args.notebooks, kernel_name=args.kernel, force=args.force)
+    except (ConfigError, NotebookFailed, SecretLeak) as e:
+        print(f"wavalign pipeline: {e}", file=sys.stderr)
+        return 1
+    summary = write_summary(out_dir)
+    write_manifest(out_dir, params, runs, started=started)
+    report = write_report(out_dir, summary)
+    print(f"[pipeline] done: {report}", file=sys.stderr)
+    return 0
