@@ -320,3 +320,19 @@ def test_judge_prompt_contents():
     assert "style" not in judge_prompt("semantic", "q", "a", "happy")
     with pytest.raises(ValueError, match="holistic, semantic, acoustic"):
         judge_prompt("prosody", "q", "a")
+
+
+def test_api_judge_from_a_config_entry_scores_through_build_reward(server, api_key):
+    from wavalign_kit.rewards import build_reward
+
+    spec = {"api_acoustic": {"base_url": server.url, "model": "judge-model", "timeout": 2.0, "max_retries": 1,
+                             "backoff": 0.01, "weight": 0.5, "max_workers": 2}}
+    reward = build_reward(spec)
+    prompts, completions = batch(["Score: 4", "2/5"])
+    result = reward.score(prompts, completions)
+    assert result.total.tolist() == [2.0, 1.0] and result.failures == 0
+    assert reward.needs_audio and all(rec["auth"] == f"Bearer {KEY}" for rec in server.records)
+    with pytest.raises(ValueError, match="needs model="):
+        build_reward({"api_holistic": {"base_url": server.url}})
+    with pytest.raises(ValueError, match="only taken by the judges"):
+        build_reward({"holistic": {"weight": 1}})

@@ -408,9 +408,42 @@ class _Factory:
         raise ValueError(f"unknown reward {name!r}; known rewards: {', '.join(KNOWN_REWARDS)}")
 
 
+JUDGE_KINDS = {"api_holistic": "holistic", "api_semantic": "semantic", "api_acoustic": "acoustic",
+               "hf_judge": "holistic"}
+
+
+def judge_from_options(name: str, options: dict[str, Any]) -> tuple[Any, float]:
+    """A judge reward from a config entry, e.g. ``api_holistic: {base_url: ..., model: ..., weight: 1}`` (an
+    OpenAI-compatible endpoint; key from the environment only) or ``hf_judge: {path: /models/judge}``."""
+    if name not in JUDGE_KINDS:
+        raise ValueError(f"reward {name!r}: options (a mapping) are only taken by the judges {sorted(JUDGE_KINDS)}")
+    opts = dict(options)
+    weight = float(opts.pop("weight", 1.0))
+    if name == "hf_judge":
+        from wavalign_kit.judge_hf import HFJudge
+
+        if "path" not in opts:
+            raise ValueError("reward 'hf_judge': needs path= (a local Hugging Face causal-LM directory)")
+        return HFJudge(opts.pop("path"), **opts), weight
+    from wavalign_kit.judge_api import ApiJudge, JudgeClient
+
+    judge_keys = {"name", "max_workers", "default_score", "max_failure_share"}
+    judge_opts = {k: opts.pop(k) for k in list(opts) if k in judge_keys}
+    for key in ("base_url", "model"):
+        if key not in opts:
+            raise ValueError(f"reward {name!r}: needs {key}= (an OpenAI-compatible endpoint and its model name)")
+    try:
+        client = JudgeClient(**opts)
+    except TypeError as e:
+        raise ValueError(f"reward {name!r}: {e}") from None
+    return ApiJudge(client, JUDGE_KINDS[name], **judge_opts), weight
+
+
 def build_reward(spec: str | dict | list, evaluators: Any = None, **calibration: Any) -> CompositeReward:
     """Build a `CompositeReward` from ``"holistic"`` (one name, weight 1), ``{name: weight}`` or a list whose
     items are names, reward-function objects (e.g. an `ApiJudge`) or ``(name_or_function, weight)`` pairs.
+    In a dict, a judge takes its options instead of a weight (`judge_from_options`), so a YAML config can say
+    ``reward: {holistic: 1.0, api_acoustic: {base_url: http://localhost:8000/v1, model: judge, weight: 0.5}}``.
 
     ``calibration``: ``naturalness_ref`` / ``naturalness_floor`` (see `naturalness_calibration`),
     ``naturalness_penalty``; judge options ``integer``, ``noise_semantic``, ``noise_acoustic``, ``seed``;
@@ -429,7 +462,9 @@ def build_reward(spec: str | dict | list, evaluators: Any = None, **calibration:
         if len(entry) != 2:
             raise ValueError(f"build_reward: spec item {entry!r} must be a name, a function or (name, weight)")
         what, weight = entry
-        if isinstance(what, str):
+        if isinstance(what, str) and isinstance(weight, dict):
+            what, weight = judge_from_options(what, weight)
+        elif isinstance(what, str):
             what = factory.get(what)
         elif not isinstance(what, RewardFunction):
             raise ValueError(f"build_reward: spec item {what!r} is neither a reward name "
