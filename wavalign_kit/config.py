@@ -18,7 +18,8 @@ class ConfigError(ValueError):
     """A configuration value or key that cannot be used; the message names where it came from."""
 
 
-def _suggest(key: str, known: list[str]) -> str:
+def suggest(key: str, known: list[str]) -> str:
+    """' (did you mean ...?)' for the closest known name, or ''."""
     close = difflib.get_close_matches(key, known, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -57,14 +58,19 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def check_keys(cls: type, data: dict[str, Any], where: str) -> None:
+    """Reject keys that dataclass ``cls`` does not have, naming ``where`` and suggesting the closest key."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{key}'{suggest(key, names)}; known keys: {', '.join(names)}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError naming the key."""
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(key, names)}; known keys: {', '.join(names)}")
+    check_keys(cls, data, where)
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)
 
@@ -121,5 +127,5 @@ def load_profile(name_or_path: str | Path) -> dict[str, Any]:
         path = CONFIG_DIR / "profiles" / f"{name_or_path}.yaml"
         if not path.is_file():
             known = sorted(p.stem for p in (CONFIG_DIR / "profiles").glob("*.yaml"))
-            raise ConfigError(f"unknown profile '{name_or_path}'{_suggest(str(name_or_path), known)}; known: {known}")
+            raise ConfigError(f"unknown profile '{name_or_path}'{suggest(str(name_or_path), known)}; known: {known}")
     return load_yaml(path)

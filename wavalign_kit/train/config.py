@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from wavalign_kit.config import CONFIG_DIR, ConfigError, _suggest, deep_update, from_dict, load_yaml
+from wavalign_kit.config import CONFIG_DIR, ConfigError, deep_update, from_dict, load_yaml, suggest
+from wavalign_kit.config import check_keys as check_dataclass_keys
 
 PRESET_DIR = CONFIG_DIR / "presets"
 # `setup=paper` / `setup=code`: the paper's reported configuration or the authors' public code's, in one override
@@ -144,7 +145,7 @@ def preset_path(name: str) -> Path:
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         known = known_presets()
-        raise ConfigError(f"unknown preset '{name}'{_suggest(name, known)}; known presets: {', '.join(known)}")
+        raise ConfigError(f"unknown preset '{name}'{suggest(name, known)}; known presets: {', '.join(known)}")
     return path
 
 
@@ -164,10 +165,7 @@ def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str
 
 def check_keys(data: dict[str, Any], where: str) -> None:
     """Reject keys TrainConfig does not have, naming ``where`` and suggesting the closest key."""
-    names = [f.name for f in dataclasses.fields(TrainConfig)]
-    for key in data:
-        if key not in names:
-            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(key, names)}; known keys: {', '.join(names)}")
+    check_dataclass_keys(TrainConfig, data, where)
 
 
 def resolve_config(profile: dict[str, Any], recipe: dict[str, Any], overrides: dict[str, Any],
