@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +19,26 @@ from wavalign_kit.train.metrics_log import metric_columns, read_metrics
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (the default 29500 may be taken by another job on a shared CI host)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_two_process_cpu_run(tmp_path):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     out = tmp_path / "ddp"
     cmd = [accelerate, "launch", "--config_file", str(ROOT / "configs/accelerate/ddp.yaml"), "--num_processes", "2",
-           "--mixed_precision", "no", "-m", "wavalign_kit.train.run", "--preset", "wavalign", "--out", str(out),
+           "--main_process_port", str(free_port()), "--mixed_precision", "no", "-m", "wavalign_kit.train.run", "--preset", "wavalign", "--out", str(out),
            "world_path=synthetic", "steps=3", "save_every=2", "prompts_per_step=2", "max_new_tokens=24",
            "progress=false", "beta_text=0.01"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as err:  # show how far the two processes got
+        pytest.fail(f"2-process run hung; stdout:\n{err.stdout}\nstderr tail:\n{str(err.stderr)[-3000:]}")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     finished = re.findall(r"process (\d)/2 finished at step (\d+), parameter checksum ([0-9.]+e[+-][0-9]+)", done.stdout)
     assert sorted(p for p, _, _ in finished) == ["0", "1"]
