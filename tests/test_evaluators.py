@@ -60,6 +60,10 @@ def test_train_save_load_smoke(tmp_path, items):
         assert key in result
     assert result["train_utterances"] == len(items[::2]) + len(items[1::4])
     assert 0.0 <= result["style_accuracy"] <= 1.0 and result["recognizer_wer"] >= 0.0
+    held_styles = {it["style"] for it in items[1::2]}
+    assert set(result["recognizer_wer_by_style"]) == held_styles
+    assert min(result["recognizer_wer_by_style"].values()) <= result["recognizer_wer"] <= max(
+        result["recognizer_wer_by_style"].values())
     losses = result["losses"]
     assert losses["recognizer"][-1] < losses["recognizer"][0] and losses["unit_lm"][-1] < losses["unit_lm"][0]
     assert (tmp_path / "ev" / "metrics.json").is_file()

@@ -212,7 +212,7 @@ def test_empty_rl_mask_is_skipped_and_counted(world, tmp_path, monkeypatch):
     cfg_a, _ = make(world, "grpo_text_fixed", rl_token_type="speech")
     hb = build_hybrid_batch(model, scored, world.split("train")[:2], cfg_a)
     loss, st, _ = hybrid_loss(model, hb, cfg_a, 0.5, use_anchor=True)
-    assert st["rows_skipped"] == 8 and float(loss) == pytest.approx(0.5 * st["loss_anchor"], rel=1e-5)
+    assert st["rows_skipped"] == 8 and float(loss.detach()) == pytest.approx(0.5 * st["loss_anchor"], rel=1e-5)
     # in the loop: the step is counted, logged and does no update
     monkeypatch.setattr(trainer_mod, "collect", lambda m, ex, *a, **k: text_only_rollout(m, ex, 4))
     logs: list[str] = []

@@ -1,9 +1,9 @@
 """Speech codecs: the `SpeechCodec` interface and the embedded world's `MelKMeansCodec` (log-mel + k-means).
 
 MelKMeansCodec, the analogue of a real model's speech tokenizer/decoder:
-- analysis: log-mel spectra on a fine hop (`hop / subframes`, 12.5 ms at the defaults) are averaged over
-  `subframes` consecutive frames, giving one feature vector per codec frame at `frame_rate` Hz (20 Hz:
-  hop 800 samples at 16 kHz); 80 mel bands on a 1024-point (64 ms) window resolve the low pitch
+- analysis: log-mel spectra on a fine hop (`hop / subframes`) are averaged over `subframes` consecutive
+  frames, giving one feature vector per codec frame at `frame_rate` Hz (default 20 Hz, hop 800 samples at
+  16 kHz; the kit's worlds use 25 Hz, hop 640); 80 mel bands on a 1024-point (64 ms) window resolve the low pitch
   harmonics. The feature is the spectral shape (log-mel minus its band mean) plus the absolute level
   (not normalised per utterance) with a moderate weight, so a unit carries phonetic content, pitch and
   loudness without loudness swamping the phones; speaking rate shows up as the number of units per

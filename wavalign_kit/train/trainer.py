@@ -14,6 +14,7 @@ import math
 import random
 import resource
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,9 @@ class Trainer:
         row = self._row(step, stats, scored, rewards, lam, mix_stats, grad_norm)
         row.update(step_time=t_end - t0, time_train=t_end - t_rollout, lr=self.scheduler.get_last_lr()[0],
                    peak_mem_mb=peak_memory_mb(acc.device))
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a fully skipped first step (no optimizer.step) still advances the schedule
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.scheduler.step()
         row["tokens_per_s"] = row.pop("train_tokens", 0.0) / max(row["step_time"], 1e-9)
         return row
 
