@@ -67,9 +67,11 @@ def test_train_save_load_smoke(tmp_path, items):
     losses = result["losses"]
     assert losses["recognizer"][-1] < losses["recognizer"][0] and losses["unit_lm"][-1] < losses["unit_lm"][0]
     assert (tmp_path / "ev" / "metrics.json").is_file()
+    assert result["device"] == ("cuda" if torch.cuda.is_available() else "cpu")   # device "auto"
 
     ev = Evaluators.load(tmp_path / "ev")
     again = Evaluators.load(tmp_path / "ev")
+    assert {e.device.type for e in (ev.recognizer, ev.style, ev.unit_lm)} == {"cpu"}   # saved weights load on CPU
     units = [it["units"] for it in items[:10]]
     assert ev.recognizer.transcribe(units) == again.recognizer.transcribe(units)
     probs = ev.style.predict_proba(units)

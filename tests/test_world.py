@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from wavalign_kit.config import ConfigError
 from wavalign_kit.world import Example, WorldConfig, build_world, load_examples, main, verify, world_config
@@ -138,6 +139,11 @@ def test_world_config_errors():
         WorldConfig(ratio_bounds=[5.0, 2.0]).validate()
     with pytest.raises(ConfigError, match="evaluators"):
         world_config("smoke", {"evaluators": {"scale": "smoke", "epochs": 3}})
+    with pytest.raises(ConfigError, match="world.evaluators.device='gpu0'"):
+        world_config("smoke", {"evaluators": {"scale": "smoke", "device": "gpu0"}})
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            world_config("smoke", {"evaluators": {"device": "cuda"}})
     assert world_config({"seed": 5, "world": {"train_size": 7}}).seed == 5
     assert world_config("cpu").train_size > world_config("smoke").train_size
 

@@ -24,6 +24,11 @@ class UnitEvaluator(ABC):
         self.net = self.build_net(spec)
         self.net.eval()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (inputs are moved there)."""
+        return next(self.net.parameters()).device
+
     @staticmethod
     @abstractmethod
     def build_net(spec: dict[str, Any]) -> nn.Module:
@@ -37,7 +42,7 @@ class UnitEvaluator(ABC):
         d = Path(dir)
         d.mkdir(parents=True, exist_ok=True)
         (d / "spec.json").write_text(json.dumps({"kind": self.kind, **self.spec}, indent=1))
-        torch.save(self.net.state_dict(), d / "model.pt")
+        torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, d / "model.pt")
 
     @classmethod
     def load(cls, dir: str | Path):

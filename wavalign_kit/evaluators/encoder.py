@@ -23,13 +23,14 @@ def check_units(units_list: Sequence[np.ndarray], num_units: int, name: str = "u
     return out
 
 
-def pad_units(units_list: Sequence[np.ndarray], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Right-pad to (B, T_max) int64 with `pad_id`; also returns lengths (B,)."""
+def pad_units(units_list: Sequence[np.ndarray], pad_id: int, device: torch.device | str = "cpu"
+              ) -> tuple[Tensor, Tensor]:
+    """Right-pad to (B, T_max) int64 with `pad_id`; also returns lengths (B,); both on `device`."""
     lengths = torch.tensor([len(u) for u in units_list], dtype=torch.long)
     batch = torch.full((len(units_list), int(lengths.max())), pad_id, dtype=torch.long)
     for i, u in enumerate(units_list):
         batch[i, : len(u)] = torch.from_numpy(np.asarray(u, dtype=np.int64))
-    return batch, lengths
+    return batch.to(device), lengths.to(device)
 
 
 class UnitEncoder(nn.Module):
@@ -54,7 +55,7 @@ class UnitEncoder(nn.Module):
         self.norm_out = nn.LayerNorm(self.out_dim) if rnn else nn.Identity()
 
     def forward(self, units: Tensor, lengths: Tensor) -> Tensor:
-        valid = (torch.arange(units.shape[1])[None, :] < lengths[:, None]).unsqueeze(1)    # (B, 1, T)
+        valid = (torch.arange(units.shape[1], device=units.device)[None, :] < lengths[:, None]).unsqueeze(1)
         x = self.dropout(self.embed(units)).transpose(1, 2)                                 # (B, E, T)
         x = self._norm(0, torch.relu(self.conv_in(x)), valid)                                # (B, H, T)
         for i, conv in enumerate(self.convs, start=1):

@@ -81,11 +81,11 @@ class Recognizer(UnitEvaluator):
 
     def loss(self, units_list: Sequence[np.ndarray], targets: Sequence[str]) -> Tensor:
         """Mean CTC loss per target token."""
-        units, lengths = pad_units(units_list, self.num_units)
+        units, lengths = pad_units(units_list, self.num_units, self.device)
         logp = self.net(units, lengths)                                          # (B, T * up, V)
         labels = [self.encode_text(t) for t in targets]
-        flat = torch.tensor([i for lab in labels for i in lab], dtype=torch.long)
-        label_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
+        flat = torch.tensor([i for lab in labels for i in lab], dtype=torch.long, device=self.device)
+        label_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long, device=self.device)
         return F.ctc_loss(logp.transpose(0, 1), flat, lengths * self.net.upsample, label_lengths, blank=0,
                           reduction="mean", zero_infinity=True)
 
@@ -102,7 +102,7 @@ class Recognizer(UnitEvaluator):
         self.net.eval()
         out: list[str] = []
         for idx in batched(len(units_list), batch_size):
-            units, lengths = pad_units([units_list[i] for i in idx], self.num_units)
+            units, lengths = pad_units([units_list[i] for i in idx], self.num_units, self.device)
             best = self.net(units, lengths).argmax(-1)                               # (B, T * up)
             for row, n in zip(best.tolist(), (lengths * self.net.upsample).tolist()):
                 path = [self.vocab[k] for j, k in enumerate(row[:n]) if k != 0 and (j == 0 or k != row[j - 1])]

@@ -24,7 +24,7 @@ class StyleNet(nn.Module):
 
     def forward(self, units: Tensor, lengths: Tensor) -> Tensor:
         h = self.encoder(units, lengths)                                              # (B, T, H)
-        valid = (torch.arange(units.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)   # (B, T, 1)
+        valid = (torch.arange(units.shape[1], device=units.device)[None, :] < lengths[:, None]).unsqueeze(-1)
         mean = (h * valid).sum(1) / lengths[:, None].clamp(min=1)                     # (B, H)
         top = h.masked_fill(~valid, float("-inf")).amax(1)                            # (B, H)
         return self.head(torch.cat([mean, top], dim=-1))                              # (B, S)
@@ -47,8 +47,8 @@ class StyleClassifier(UnitEvaluator):
 
     def loss(self, units_list: Sequence[np.ndarray], targets: Sequence[str]) -> Tensor:
         """Mean cross-entropy per utterance."""
-        units, lengths = pad_units(units_list, self.num_units)
-        labels = torch.tensor([self.style_ids[s] for s in targets], dtype=torch.long)
+        units, lengths = pad_units(units_list, self.num_units, self.device)
+        labels = torch.tensor([self.style_ids[s] for s in targets], dtype=torch.long, device=self.device)
         return F.cross_entropy(self.net(units, lengths), labels)
 
     @torch.no_grad()
@@ -58,8 +58,8 @@ class StyleClassifier(UnitEvaluator):
         self.net.eval()
         probs = []
         for idx in batched(len(units_list), batch_size):
-            units, lengths = pad_units([units_list[i] for i in idx], self.num_units)
-            probs.append(torch.softmax(self.net(units, lengths), dim=-1).numpy())
+            units, lengths = pad_units([units_list[i] for i in idx], self.num_units, self.device)
+            probs.append(torch.softmax(self.net(units, lengths), dim=-1).cpu().numpy())
         return np.concatenate(probs) if probs else np.zeros((0, len(self.styles)), np.float32)
 
     def predict(self, units_list: Sequence[np.ndarray]) -> list[str]:

@@ -45,6 +45,7 @@ class EvaluatorConfig:
     seed: int = 0
     num_units: int | None = None      # codec units; None: largest unit seen in the items + 1
     recognizer_tokens: Literal["char", "word"] = "char"   # CTC over characters (+ lexicon) or words
+    device: str = "auto"              # where the evaluators train: auto (cuda if available, else cpu), cpu, cuda:N
 
     @classmethod
     def preset(cls, scale: Scale, **overrides: Any) -> EvaluatorConfig:
@@ -68,6 +69,19 @@ def _check_items(items: Sequence[dict], name: str) -> None:
         missing = {"units", "text", "style"} - set(item)
         if missing:
             raise ValueError(f"{name}[{i}]: missing field(s) {sorted(missing)}; items are dict(units, text, style)")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; anything else must name a usable torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"evaluators.device={name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"evaluators.device={name!r}: CUDA is not available here; use auto or cpu")
+    return device
 
 
 def fit(model: UnitEvaluator, units: list[np.ndarray], targets: list[Any], *, epochs: int, cfg: EvaluatorConfig,
@@ -113,6 +127,7 @@ def train_evaluators(train_items: Sequence[dict], heldout_items: Sequence[dict],
     (nats per unit), with sizes, seconds and `losses` (mean training loss per epoch of each evaluator).
     """
     cfg = cfg or EvaluatorConfig()
+    device = resolve_device(cfg.device)
     _check_items(train_items, "train_items")
     _check_items(heldout_items, "heldout_items")
     num_units = cfg.num_units or 1 + max(int(np.max(it["units"])) for it in [*train_items, *heldout_items])
@@ -124,11 +139,12 @@ def train_evaluators(train_items: Sequence[dict], heldout_items: Sequence[dict],
     styles = [it["style"] for it in train_items]
     out = Path(out_dir)
     result: dict[str, Any] = {"scale": cfg.scale, "train_utterances": len(units), "heldout_utterances": len(held_units),
-                              "num_units": num_units}
+                              "num_units": num_units, "device": str(device)}
     start = time.perf_counter()
 
     t0 = time.perf_counter()
     recognizer = Recognizer({**common, **Recognizer.spec_for(texts, cfg.recognizer_tokens)})
+    recognizer.net.to(device)
     losses: dict[str, list[float]] = {}
     losses["recognizer"] = fit(recognizer, units, texts, epochs=cfg.recognizer_epochs, cfg=cfg, desc="recognizer (CTC)")
     hyps = recognizer.transcribe(held_units)
@@ -143,6 +159,7 @@ def train_evaluators(train_items: Sequence[dict], heldout_items: Sequence[dict],
 
     t0 = time.perf_counter()
     style = StyleClassifier({**common, "styles": sorted(set(styles))})
+    style.net.to(device)
     losses["style"] = fit(style, units, styles, epochs=cfg.style_epochs, cfg=cfg, desc="style classifier")
     predicted = style.predict(held_units)
     result["style_accuracy"] = float(np.mean([p == it["style"] for p, it in zip(predicted, heldout_items)]))
@@ -151,6 +168,7 @@ def train_evaluators(train_items: Sequence[dict], heldout_items: Sequence[dict],
 
     t0 = time.perf_counter()
     unit_lm = UnitLM({**common, "layers": 1})
+    unit_lm.net.to(device)
     losses["unit_lm"] = fit(unit_lm, units, [None] * len(units), epochs=cfg.unit_lm_epochs, cfg=cfg, desc="unit LM")
     result["unit_lm_nll"] = float(-np.mean(unit_lm.score(held_units)))
     result["seconds_unit_lm"] = time.perf_counter() - t0

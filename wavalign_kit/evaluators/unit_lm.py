@@ -40,9 +40,9 @@ class UnitLM(UnitEvaluator):
         return UnitLMNet(spec["num_units"], spec["embed_dim"], spec["hidden"], spec["layers"])
 
     def _token_logp(self, units_list: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
-        units, lengths = pad_units(units_list, 0)
+        units, lengths = pad_units(units_list, 0, self.device)
         logp = F.log_softmax(self.net(units), dim=-1).gather(-1, units.unsqueeze(-1)).squeeze(-1)  # (B, T)
-        mask = torch.arange(units.shape[1])[None, :] < lengths[:, None]                             # (B, T)
+        mask = torch.arange(units.shape[1], device=units.device)[None, :] < lengths[:, None]         # (B, T)
         return logp, mask
 
     def loss(self, units_list: Sequence[np.ndarray], targets: Sequence[Any] | None = None) -> Tensor:
@@ -58,5 +58,5 @@ class UnitLM(UnitEvaluator):
         scores = []
         for idx in batched(len(units_list), batch_size):
             logp, mask = self._token_logp([units_list[i] for i in idx])
-            scores.append(((logp * mask).sum(1) / mask.sum(1)).numpy())
+            scores.append(((logp * mask).sum(1) / mask.sum(1)).cpu().numpy())
         return np.concatenate(scores) if scores else np.zeros(0, np.float32)

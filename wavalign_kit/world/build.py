@@ -109,10 +109,15 @@ class WorldConfig:
     def evaluator_config(self, num_units: int):
         """The EvaluatorConfig: the preset of ``evaluators.scale`` (default cpu), its overrides, the world's seed."""
         from wavalign_kit.evaluators import EvaluatorConfig
+        from wavalign_kit.evaluators.training import resolve_device
 
         overrides = dict(self.evaluators)
         scale = overrides.pop("scale", "cpu")
         checked = from_dict(EvaluatorConfig, overrides, "world.evaluators")
+        try:
+            resolve_device(checked.device)
+        except ValueError as err:
+            raise ConfigError(f"world.{err}") from None
         try:
             return EvaluatorConfig.preset(scale, **{k: getattr(checked, k) for k in overrides},
                                           seed=self.seed, num_units=num_units)
