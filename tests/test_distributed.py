@@ -31,9 +31,9 @@ def test_two_process_cpu_run(tmp_path):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     out = tmp_path / "ddp"
     cmd = [accelerate, "launch", "--config_file", str(ROOT / "configs/accelerate/ddp.yaml"), "--num_processes", "2",
-           "--main_process_port", str(free_port()), "--mixed_precision", "no", "-m", "wavalign_kit.train.run", "--preset", "wavalign", "--out", str(out),
-           "world_path=synthetic", "steps=3", "save_every=2", "prompts_per_step=2", "max_new_tokens=24",
-           "progress=false", "beta_text=0.01"]
+           "--main_process_port", str(free_port()), "--mixed_precision", "no",
+           "-m", "wavalign_kit.train.run", "--preset", "wavalign", "--out", str(out), "world_path=synthetic",
+           "steps=3", "save_every=2", "prompts_per_step=2", "max_new_tokens=24", "progress=false", "beta_text=0.01"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     try:
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
