@@ -22,3 +22,14 @@ def test_reference_table_matches_its_metrics():
     manifest = json.loads((REFERENCE / "manifest.json").read_text())
     assert manifest["parameters"]["profile"] == "cpu"
     assert all(n["status"] == "completed" for n in manifest["notebooks"])
+
+
+LONG = REFERENCE / "long150"
+
+
+@pytest.mark.skipif(not (LONG / "README.md").is_file(), reason="no 150-step side experiment committed")
+def test_long_run_table_matches_its_evaluation_csv():
+    summary = summarize_seeds(pd.read_csv(LONG / "evaluation.csv"))
+    readme = (LONG / "README.md").read_text()
+    for row in results_table(summary):
+        assert row in readme, f"long150/README.md lacks the row {row!r} derived from evaluation.csv"
