@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         record = {"preset": args.preset, "config_file": args.config, "profile": name, "train": config_dict(cfg),
                   "processes": acc.num_processes, "last": last}
         (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
-    acc.wait_for_everyone()  # all ranks reach teardown together: destroying a gloo group mid-write can hang
+    acc.wait_for_everyone()  # ranks reach teardown together (uneven arrival at destroy is a known hang pattern)
     acc.end_training()
     return 0
 
