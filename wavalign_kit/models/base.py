@@ -177,6 +177,19 @@ class SpokenDialogueModel(ABC):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def _generation_inputs(self, examples, num_samples: int, max_new_tokens: int, seed: int | None
+                           ) -> tuple[torch.Generator, list[np.ndarray], Tensor, Tensor, Tensor]:
+        """Checked sizes, then the seeded sampling generator, the encoded prompts and their left-padded batch on
+        the device: ``(generator, prompts, ids, attention_mask, position_ids)``."""
+        if num_samples < 1 or max_new_tokens < 1:
+            raise ValueError(f"num_samples ({num_samples}) and max_new_tokens ({max_new_tokens}) must be >= 1")
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+        prompts = [self.encode_prompt(e) for e in examples]
+        ids, attn = left_pad(prompts, self.layout.pad_id)
+        ids, attn = ids.to(self.device), attn.to(self.device)
+        return gen, prompts, ids, attn, (attn.cumsum(-1) - 1).clamp(min=0)
+
     def _rollout(self, prompts: list[np.ndarray], responses: list[np.ndarray], logprobs: list[Tensor],
                  group_size: int) -> Rollout:
         """Assemble a Rollout: collate, place generation log-probs on the batch's N axis, split the channels."""

@@ -14,7 +14,6 @@ from wavalign_kit.models.base import (
     SpokenDialogueModel,
     TokenBatch,
     forward_cache_kwarg,
-    left_pad,
     output_cache,
     text_vocab_mask,
 )
@@ -143,17 +142,11 @@ class InterleavedModel(SpokenDialogueModel):
     @torch.no_grad()
     def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
                  max_new_tokens: int, seed: int | None = None) -> Rollout:
-        if num_samples < 1 or max_new_tokens < 1:
-            raise ValueError(f"num_samples ({num_samples}) and max_new_tokens ({max_new_tokens}) must be >= 1")
+        # ids (P, Lp), attention mask and positions (P, Lp)
+        gen, prompts, ids, attn, pos = self._generation_inputs(examples, num_samples, max_new_tokens, seed)
         was_training = self.model.training
         self.model.eval()
         dev, G = self.device, num_samples
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item()))
-        prompts = [self.encode_prompt(e) for e in examples]
-        ids, attn = left_pad(prompts, self.layout.pad_id)                       # (P, Lp)
-        ids, attn = ids.to(dev), attn.to(dev)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
         core = self.model.get_base_model() if self.is_lora() else self.model
         key = forward_cache_kwarg(core)
         last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(core.forward).parameters else {}

@@ -16,7 +16,6 @@ from wavalign_kit.models.base import (
     SpokenDialogueModel,
     TokenBatch,
     forward_cache_kwarg,
-    left_pad,
     output_cache,
     text_vocab_mask,
 )
@@ -187,17 +186,11 @@ class ParallelModel(SpokenDialogueModel):
     @torch.no_grad()
     def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
                  max_new_tokens: int, seed: int | None = None) -> Rollout:
-        if num_samples < 1 or max_new_tokens < 1:
-            raise ValueError(f"num_samples ({num_samples}) and max_new_tokens ({max_new_tokens}) must be >= 1")
+        # ids (P, Lp, S), attention mask and positions (P, Lp)
+        gen, prompts, ids, attn, pos = self._generation_inputs(examples, num_samples, max_new_tokens, seed)
         lay, G, dev = self.layout, num_samples, self.device
         was_training = self.model.training
         self.model.eval()
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item()))
-        prompts = [self.encode_prompt(e) for e in examples]
-        ids, attn = left_pad(prompts, lay.pad_id)                               # (P, Lp, S)
-        ids, attn = ids.to(dev), attn.to(dev)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
         cache = output_cache(out)
         cache.batch_repeat_interleave(G)
