@@ -9,7 +9,7 @@ import torch
 from wavalign_kit.config import ConfigError, load_yaml
 from wavalign_kit.models import build_model
 from wavalign_kit.train.config import preset_path, resolve_config
-from wavalign_kit.train.dpo import build_pair_batch, dpo_step_loss, offline_pairs
+from wavalign_kit.train import dpo
 from wavalign_kit.train.metrics_log import read_metrics
 from wavalign_kit.train.synthetic import synthetic_reward, synthetic_world
 from wavalign_kit.train.trainer import Trainer
@@ -41,14 +41,15 @@ def test_channel_mask_changes_the_sequence_logps(world):
     cfg_all, model = setup(world, "dpo_full")
     cfg_text, _ = setup(world, "dpo_text")
     ex = world.split("train")[:2]
-    pb = build_pair_batch(model, *offline_pairs(model, ex), [])
+    pb = dpo.prepare(model, ex, cfg_all)                     # offline: every example has a rejected response
+    assert pb.pairs == 2 and pb.rewards is None
     with torch.no_grad():
         # a model that is not the reference: perturb the policy, keep the reference copy
         for p in model.model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-        _, st_all = dpo_step_loss(model, pb, cfg_all, 1.0, use_anchor=False)
-        _, st_text = dpo_step_loss(model, pb, cfg_text, 1.0, use_anchor=False)
-    assert st_all["loss_dpo"] != pytest.approx(st_text["loss_dpo"], abs=1e-7)
+        _, st_all = dpo.loss(model.token_logprobs, pb, cfg_all, 1.0)
+        _, st_text = dpo.loss(model.token_logprobs, pb, cfg_text, 1.0)
+    assert float(st_all["loss_dpo"]) != pytest.approx(float(st_text["loss_dpo"]), abs=1e-7)
     assert pb.ref_logp.dtype == torch.float32
 
 

@@ -112,16 +112,19 @@ def test_eval_section_of_every_profile_is_valid():
         assert isinstance(eval_config(name), EvalConfig)
 
 
-def test_latest_checkpoint_picks_highest_step(tmp_path):
-    from wavalign_kit.config import ConfigError
-    from wavalign_kit.evaluation import latest_checkpoint
+def test_model_dir_of_a_run_is_its_latest_checkpoint(tmp_path):
+    """`wavalign evaluate` takes model directories or training runs (one home: train.checkpoint.model_dir)."""
+    from wavalign_kit.errors import KitError
+    from wavalign_kit.train.checkpoint import model_dir
 
     for step in ("000002", "000010", "000009"):
         (tmp_path / f"checkpoint-{step}" / "model").mkdir(parents=True)
-    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-000010" / "model"
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "latest").write_text("checkpoint-000009")     # the pointer is authoritative, not the largest name
+    assert model_dir(tmp_path) == tmp_path / "checkpoint-000009" / "model"
     saved = tmp_path / "saved"
     saved.mkdir()
     (saved / "wavalign_model.json").write_text("{}")
-    assert latest_checkpoint(saved) == saved
-    with pytest.raises(ConfigError, match="neither a saved model"):
-        latest_checkpoint(tmp_path / "missing")
+    assert model_dir(saved) == saved
+    with pytest.raises(KitError, match="neither a saved model"):
+        model_dir(tmp_path / "missing")

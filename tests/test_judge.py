@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from wavalign_kit.judge import ScoreParseError, judge_prompt, parse_score
-from wavalign_kit.judge_api import ApiJudge, JudgeClient, JudgeError
-from wavalign_kit.judge_hf import HFJudge, score_token_ids
+from wavalign_kit.errors import JudgeFailure
 from wavalign_kit.rewards import Completion, CompositeReward
+from wavalign_kit.rewards.api import ApiJudge, JudgeClient, JudgeError
+from wavalign_kit.rewards.hf import HFJudge, score_token_ids
+from wavalign_kit.rewards.judges import ScoreParseError, judge_prompt, parse_score
 
 KEY = "sk-test-0123456789abcdef"
 KEY_ENV = "WAVALIGN_JUDGE_API_KEY"
@@ -43,10 +44,12 @@ def test_parse_score_rejects_out_of_range_and_unparsable(reply):
 
 class JudgeServer:
     """OpenAI-compatible chat server on 127.0.0.1 whose reply is the answer text it is sent, except:
-    "SLOW" sleeps 1.5 s, "ERR500" always answers HTTP 500, "FLAKY" answers 500 twice then "Score: 5",
-    "ERR400" answers HTTP 400, "WAIT" sleeps 0.15 s then answers "Score: 3"."""
+    "SLOW" sleeps 0.15 s, "ERR500" always answers HTTP 500, "FLAKY" answers 500 twice then "Score: 5",
+    "ERR400" answers HTTP 400, "WAIT" waits (at most 1 s) until two requests are in flight, then answers
+    "Score: 3"; with ``redirect_to`` set, every request is answered by a 302 to that URL."""
 
-    def __init__(self):
+    def __init__(self, redirect_to: str | None = None):
+        self.redirect_to = redirect_to
         self.hits: Counter[str] = Counter()
         self.records: list[dict] = []
         self.lock = threading.Lock()
@@ -57,8 +60,22 @@ class JudgeServer:
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
+            def do_GET(self):  # a redirected POST arrives as a GET: record it
+                with server.lock:
+                    server.records.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                                           "method": "GET"})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps({"choices": [{"message": {"content": "Score: 5"}}]}).encode())
+
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if server.redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirect_to)
+                    self.end_headers()
+                    return
                 with server.lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -98,10 +115,12 @@ class JudgeServer:
             self.records.append(record)
             hit = self.hits[answer]
         if answer == "SLOW":
-            time.sleep(1.5)
+            time.sleep(0.15)
             return 200, "Score: 3"
         if answer == "WAIT":
-            time.sleep(0.15)
+            deadline = time.perf_counter() + 1.0
+            while self.in_flight < 2 and time.perf_counter() < deadline:
+                time.sleep(0.002)
             return 200, "Score: 3"
         if answer == "ERR500" or (answer == "FLAKY" and hit <= 2):
             return 500, "server error"
@@ -145,8 +164,9 @@ def batch(texts, rate=22050, seconds=0.25, style="happy"):
 def test_good_answers_audio_at_true_rate_and_key_header(server, api_key):
     judge = ApiJudge(client(server.url), "holistic", max_workers=4)
     prompts, completions = batch(["Score: 4", "4/5", '{"score": 2}', "5"], rate=22050)
-    assert judge(prompts, completions) == [4.0, 4.0, 2.0, 5.0]
-    assert judge.last_failures == 0 and judge.needs_audio and judge.channel == "semantic"
+    out = judge(prompts, completions)
+    assert out.scores == [4.0, 4.0, 2.0, 5.0]
+    assert out.failures == 0 and judge.needs_audio and judge.channel == "semantic"
     assert len(server.records) == 4
     for rec in server.records:
         assert rec["path"] == "/v1/chat/completions" and rec["model"] == "judge-model"
@@ -160,17 +180,17 @@ def test_semantic_judge_sends_no_audio_and_server_without_auth(server, monkeypat
     judge = ApiJudge(client(server.url, api_key_env=None), "semantic")
     prompts, completions = batch(["Score: 3"])
     completions[0].audio = None
-    assert judge(prompts, completions) == [3.0] and not judge.needs_audio
+    assert judge(prompts, completions).scores == [3.0] and not judge.needs_audio
     assert server.records[0]["auth"] is None and "rate" not in server.records[0]
     with pytest.raises(ValueError, match="no audio"):
         ApiJudge(client(server.url, api_key_env=None), "acoustic")(prompts, completions)
 
 
 def test_unparsable_answers_score_default_are_counted_and_logged(server, api_key, caplog):
-    judge = ApiJudge(client(server.url), "acoustic", default_score=2.5, max_failure_share=0.5)
+    judge = ApiJudge(client(server.url), "acoustic", default_score=2.5)
     reward = CompositeReward([(judge, 1.0)])
     prompts, completions = batch(["Score: 4", "lovely voice", "Score: 9", "3/5"])
-    with caplog.at_level(logging.WARNING, logger="wavalign_kit.judge_api"):
+    with caplog.at_level(logging.WARNING, logger="wavalign_kit.rewards.api"):
         result = reward.score(prompts, completions)
     np.testing.assert_allclose(result.total, [4.0, 2.5, 2.5, 3.0])
     assert result.failures == 2 and result.failures_by_name == {"api_acoustic": 2}
@@ -180,36 +200,56 @@ def test_unparsable_answers_score_default_are_counted_and_logged(server, api_key
 
 
 def test_slow_answer_times_out_retries_then_counts_failure(server, api_key, caplog):
-    judge = ApiJudge(client(server.url, timeout=0.5, max_retries=1), "holistic", default_score=3.0)
+    judge = ApiJudge(client(server.url, timeout=0.05, max_retries=1), "holistic", default_score=3.0)
     prompts, completions = batch(["Score: 5", "SLOW", "Score: 1"])
     start = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="wavalign_kit.judge_api"):
-        scores = judge(prompts, completions)
-    assert scores == [5.0, 3.0, 1.0] and judge.last_failures == 1
+    with caplog.at_level(logging.WARNING, logger="wavalign_kit.rewards.api"):
+        out = judge(prompts, completions)
+    assert out.scores == [5.0, 3.0, 1.0] and out.failures == 1
     assert server.hits["SLOW"] == 2  # first try + one retry
-    assert time.perf_counter() - start < 4.0
+    assert time.perf_counter() - start < 1.0
     assert "after 2 attempts" in caplog.text and "timed out" in caplog.text.lower()
 
 
 def test_http_500_is_retried_until_success_and_400_is_not(server, api_key):
-    judge = ApiJudge(client(server.url, max_retries=2), "semantic", max_failure_share=0.5)
+    judge = ApiJudge(client(server.url, max_retries=2), "semantic")
     prompts, completions = batch(["FLAKY", "ERR400", "Score: 2"])
-    assert judge(prompts, completions) == [5.0, 3.0, 2.0]
-    assert server.hits["FLAKY"] == 3 and server.hits["ERR400"] == 1 and judge.last_failures == 1
+    out = judge(prompts, completions)
+    assert out.scores == [5.0, 3.0, 2.0]
+    assert server.hits["FLAKY"] == 3 and server.hits["ERR400"] == 1 and out.failures == 1
 
 
 def test_too_many_failures_raise_clear_error(server, api_key):
-    judge = ApiJudge(client(server.url, max_retries=1), "semantic", max_failure_share=0.5)
+    judge = ApiJudge(client(server.url, max_retries=1), "semantic")
     prompts, completions = batch(["ERR500"] * 3 + ["Score: 4"])
-    with pytest.raises(JudgeError, match="3 of 4 judge calls failed.*max_failure_share=0.5.*HTTP 500"):
-        judge(prompts, completions)
-    assert server.hits["ERR500"] == 6 and judge.last_failures == 3
+    with pytest.raises(JudgeFailure, match="3 of 4 calls failed.*max_judge_failure_share=0.5.*HTTP 500"):
+        CompositeReward([(judge, 1.0)]).score(prompts, completions, max_failure_share=0.5)
+    assert server.hits["ERR500"] == 6 and judge.total_failures == 3
+
+
+def test_a_redirect_never_carries_the_key_to_another_origin(api_key):
+    """A 302 from the judge's endpoint to a second loopback port: the client follows no redirect, the other
+    server never sees the key (nor any request), and the call is a counted failure naming the redirect."""
+    elsewhere = JudgeServer()
+    elsewhere.thread.start()
+    redirecting = JudgeServer(redirect_to=elsewhere.url + "/chat/completions")
+    redirecting.thread.start()
+    try:
+        judge = ApiJudge(client(redirecting.url, max_retries=1), "semantic")
+        out = judge(*batch(["Score: 5", "Score: 4"]))
+        assert out.failures == 2 and out.scores == [judge.default_score] * 2
+        assert "302" in out.first_error and elsewhere.url in out.first_error
+        assert elsewhere.records == []
+    finally:
+        for srv in (redirecting, elsewhere):
+            srv.httpd.shutdown()
+            srv.httpd.server_close()
 
 
 def test_calls_run_concurrently_in_a_bounded_pool(server, api_key):
     judge = ApiJudge(client(server.url), "semantic", max_workers=2)
     prompts, completions = batch(["WAIT"] * 6)
-    assert judge(prompts, completions) == [3.0] * 6
+    assert judge(prompts, completions).scores == [3.0] * 6
     assert server.max_in_flight == 2
 
 

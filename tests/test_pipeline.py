@@ -164,38 +164,46 @@ def test_main_writes_summary_report_and_manifest_matching_metrics(tmp_path, monk
     assert [n["name"] for n in manifest["notebooks"]] == ["00_eval.ipynb"]
     assert manifest["notebooks"][0]["duration_s"] > 0 and manifest["parameters"]["seeds"] == [0, 1, 2]
     assert SECRET not in json.dumps(manifest)
-    # a failing run exits non-zero with the message on stderr
-    assert pipeline.main(["--profile", "smoke", "--notebooks", str(tmp_path / "none"), "--out", str(out)]) == 1
+    # a failing run exits 2 with the message on stderr (the command line's error boundary)
+    from wavalign_kit.cli import main
+
+    assert main(["pipeline", "--profile", "smoke", "--notebooks", str(tmp_path / "none"), "--out", str(out)]) == 2
 
 
-def test_notebook_defaults_are_the_smoke_profile():
+def test_notebook_defaults_live_in_the_profile():
+    """Parameter defaults have one home, the profile: every notebook parameter but out_dir / profile / config
+    defaults to None, which `notebook.setup` resolves from the smoke profile; every pipeline key is declared."""
     import ast
 
     import papermill
 
     from wavalign_kit.config import load_profile
+    from wavalign_kit.notebook import resolve_parameters
 
     smoke = load_profile("smoke")
-    expected = {"profile": "smoke", "seed": smoke["seed"], "config": {}, **smoke["pipeline"]}
     notebooks = pipeline.discover_notebooks(pipeline.NOTEBOOK_DIR)
     assert [p.name[:3] for p in notebooks] == ["00_", "01_", "02_", "03_", "04_"]
     common = {"out_dir", "profile", "seed", "config", "architectures", "world_dir", "model_path", "num_threads"}
     seen = set()
     for path in notebooks:
-        declared = papermill.inspect_notebook(str(path))
+        declared = {k: ast.literal_eval(v["default"]) for k, v in papermill.inspect_notebook(str(path)).items()}
         assert common <= set(declared), f"{path.name}: papermill does not see {common - set(declared)}"
         seen |= set(declared)
-        for name, spec in declared.items():
-            if name in expected:
-                assert ast.literal_eval(spec["default"]) == expected[name], f"{path.name}: {name}"
-            else:
-                assert name == "out_dir", f"{path.name}: parameter {name!r} is not in the smoke profile's pipeline section"
+        assert (declared.pop("profile"), declared.pop("config")) == ("smoke", {}), path.name
+        declared.pop("out_dir")
+        assert all(v is None for v in declared.values()), f"{path.name}: defaults repeat the profile: {declared}"
+        resolved = resolve_parameters(smoke, declared)
+        assert resolved == {k: smoke["seed"] if k == "seed" else smoke["pipeline"][k] for k in declared}
     assert set(smoke["pipeline"]) <= seen, f"no notebook declares {set(smoke['pipeline']) - seen}"
 
 
-def test_notebook_config_uses_the_sections_the_pipeline_passed():
+def test_notebook_config_merges_the_sections_the_pipeline_passed():
+    """``config`` is merged key by key: {"train": {"steps": 3}} keeps the profile's lr, group size and lengths."""
     from wavalign_kit.pipeline import notebook_config
 
-    assert notebook_config("smoke") == pipeline.load_profile("smoke")
+    smoke = pipeline.load_profile("smoke")
+    assert notebook_config("smoke") == smoke
     cfg = notebook_config("smoke", {"train": {"steps": 3}})
-    assert cfg["train"] == {"steps": 3} and cfg["world"] == pipeline.load_profile("smoke")["world"]
+    assert cfg["train"] == {**smoke["train"], "steps": 3} and cfg["world"] == smoke["world"]
+    with pytest.raises(ConfigError, match="trian"):
+        notebook_config("smoke", {"trian": {"steps": 3}})

@@ -12,10 +12,11 @@ from wavalign_kit.rewards import (
     KNOWN_REWARDS,
     Completion,
     CompositeReward,
-    Naturalness,
+    JudgeScores,
     build_reward,
     naturalness_calibration,
 )
+from wavalign_kit.rewards.embedded import Naturalness
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -73,7 +74,7 @@ COMPLETIONS = [Completion("one two", units("one", "two")),
 
 
 def component(name: str, **kw) -> np.ndarray:
-    return build_reward(name, EVALUATORS, **CAL, **kw).score(PROMPTS, COMPLETIONS).components[name]
+    return build_reward(name, evaluators=EVALUATORS, **CAL, **kw).score(PROMPTS, COMPLETIONS).components[name]
 
 
 def test_correctness_on_text_and_recognised_speech():
@@ -84,7 +85,7 @@ def test_correctness_on_text_and_recognised_speech():
 
 def test_style_is_probability_of_target_style_and_rejects_unknown_styles():
     np.testing.assert_allclose(component("style"), [0.7, 0.15, 0.15])
-    reward = build_reward("style", EVALUATORS)
+    reward = build_reward("style", evaluators=EVALUATORS)
     with pytest.raises(ValueError, match="whisper"):
         reward.score([example("two", "whisper")], COMPLETIONS[:1])
 
@@ -94,7 +95,7 @@ def test_consistency_is_one_minus_wer_clipped():
     # "nine"/"two" -> WER 1 -> 0
     np.testing.assert_allclose(component("consistency"), [1.0, 0.0, 0.0])
     prompts = [example("two")] * 2
-    done = build_reward("consistency", EVALUATORS).score(prompts, [
+    done = build_reward("consistency", evaluators=EVALUATORS).score(prompts, [
         Completion("one two three", units("one", "two", "four")),  # 1 substitution / 3 words
         Completion("one", units("two", "three", "four", "five")),  # WER 4 -> clipped to 0
     ]).components["consistency"]
@@ -136,11 +137,11 @@ def test_judge_scores_follow_documented_formulas():
 
 def test_judge_noise_is_seeded_calibrated_and_channel_specific():
     prompts, completions = [example("two", "happy")] * 4000, [COMPLETIONS[0]] * 4000
-    clean = build_reward("semantic_judge", EVALUATORS).score(prompts[:1], completions[:1]).total[0]
+    clean = build_reward("semantic_judge", evaluators=EVALUATORS).score(prompts[:1], completions[:1]).total[0]
     assert clean == 5.0
 
     def judged(name, **kw):
-        return build_reward(name, EVALUATORS, **CAL, **kw).score(prompts, completions).total
+        return build_reward(name, evaluators=EVALUATORS, **CAL, **kw).score(prompts, completions).total
 
     first = judged("acoustic_judge", noise_acoustic=0.3, seed=1)
     np.testing.assert_array_equal(first, judged("acoustic_judge", noise_acoustic=0.3, seed=1))
@@ -151,20 +152,20 @@ def test_judge_noise_is_seeded_calibrated_and_channel_specific():
     np.testing.assert_allclose(judged("acoustic_judge", noise_semantic=1.0), 1 + 4 * (0.7 + 1 + 0.875) / 3)
     np.testing.assert_allclose(judged("semantic_judge", noise_acoustic=1.0), 5.0)
     # a repeated call on the same reward object draws fresh noise (test-retest disagreement)
-    reward = build_reward("holistic", EVALUATORS, **CAL, noise_semantic=0.5, integer=True)
+    reward = build_reward("holistic", evaluators=EVALUATORS, **CAL, noise_semantic=0.5, integer=True)
     a, b = (reward.score(prompts[:50], completions[:50]).total for _ in range(2))
     assert not np.array_equal(a, b) and set(np.unique(a)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
     with pytest.raises(ValueError, match="noise"):
-        build_reward("holistic", EVALUATORS, **CAL, noise_semantic=-1.0)
+        build_reward("holistic", evaluators=EVALUATORS, **CAL, noise_semantic=-1.0)
 
 
 class ConstantReward:
     def __init__(self, name, channel, values, needs_audio=False, failures=0):
         self.name, self.channel, self.values, self.needs_audio = name, channel, values, needs_audio
-        self.last_failures = failures
+        self.failures = failures
 
-    def __call__(self, prompts, completions):
-        return list(self.values)
+    def __call__(self, prompts, completions):  # a judge reports its failed calls with its scores
+        return JudgeScores(list(self.values), self.failures) if self.failures else list(self.values)
 
 
 def test_composite_weights_channels_and_failures():
@@ -196,19 +197,19 @@ def test_composite_rejects_nan_bad_lengths_and_missing_audio():
 
 
 def test_build_reward_specs_and_errors():
-    reward = build_reward({"semantic": 1.0, "style": 0.5}, EVALUATORS)
+    reward = build_reward({"semantic": 1.0, "style": 0.5}, evaluators=EVALUATORS)
     assert reward.names == ["semantic", "style"] and not reward.needs_audio
     result = reward.score(PROMPTS, COMPLETIONS)
     np.testing.assert_allclose(result.total, [1 + 0.35, 0.5 + 0.075, 0.5 + 0.075])
     np.testing.assert_allclose(result.semantic, [1, 0.5, 0.5])
     extra = ConstantReward("judge", "acoustic", [1.0, 1.0, 1.0])
-    listed = build_reward(["text_correct", ("style", 2.0), extra], EVALUATORS)
+    listed = build_reward(["text_correct", ("style", 2.0), extra], evaluators=EVALUATORS)
     assert listed.names == ["text_correct", "style", "judge"]
     np.testing.assert_allclose(listed.score(PROMPTS, COMPLETIONS).total, [1 + 1.4 + 1, 1 + 0.3 + 1, 0.3 + 1])
     with pytest.raises(ValueError, match="unknown reward 'wer'.*" + ", ".join(KNOWN_REWARDS)):
-        build_reward({"wer": 1.0}, EVALUATORS)
+        build_reward({"wer": 1.0}, evaluators=EVALUATORS)
     with pytest.raises(ValueError, match="naturalness_ref= and naturalness_floor="):
-        build_reward("holistic", EVALUATORS)
+        build_reward("holistic", evaluators=EVALUATORS)
     with pytest.raises(ValueError, match="evaluators.recognizer"):
         build_reward("speech_correct", None)
     with pytest.raises(ValueError, match="unknown keyword"):
@@ -219,7 +220,7 @@ def test_build_reward_specs_and_errors():
 def test_rewards_share_one_transcription_per_distinct_units():
     recognizer = FakeRecognizer()
     evaluators = SimpleNamespace(recognizer=recognizer, style=FakeStyle(), unit_lm=FakeUnitLM())
-    reward = build_reward(["holistic", "semantic_judge", "acoustic_judge", "consistency"], evaluators, **CAL)
+    reward = build_reward(["holistic", "semantic_judge", "acoustic_judge", "consistency"], evaluators=evaluators, **CAL)
     reward.score(PROMPTS, COMPLETIONS)
     assert recognizer.seen == 3  # 3 distinct unit sequences, though 4 rewards read transcripts
     reward.score(PROMPTS, COMPLETIONS)
@@ -238,7 +239,7 @@ def test_rewards_on_the_smoke_world(smoke_world):
     cal = naturalness_calibration(evaluators.unit_lm, [ex.target_units for ex in test], seed=0)
     assert cal["naturalness_ref"] > cal["naturalness_floor"]
     reward = build_reward(["text_correct", "speech_correct", "style", "consistency", "naturalness", "holistic"],
-                          evaluators, **cal)
+                          evaluators=evaluators, **cal)
     rng = np.random.default_rng(0)
     good = [Completion(ex.target_text, ex.target_units) for ex in test]
     bad = [Completion("no", rng.permutation(ex.target_units)) for ex in test]

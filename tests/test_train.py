@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from wavalign_kit.config import ConfigError, load_yaml
+from wavalign_kit.errors import JudgeFailure
 from wavalign_kit.models import build_model
-from wavalign_kit.rewards import CompositeReward
-from wavalign_kit.train import trainer as trainer_mod
+from wavalign_kit.models.base import Rollout
+from wavalign_kit.rewards import CompositeReward, JudgeScores, RewardResult
+from wavalign_kit.train import grpo
 from wavalign_kit.train.config import TrainConfig, known_presets, preset_path, resolve_config
 from wavalign_kit.train.metrics_log import BASE_COLUMNS, read_metrics
-from wavalign_kit.train.online import JudgeFailure, ScoredRollout, build_hybrid_batch, hybrid_loss
+from wavalign_kit.train.rollout import ScoredRollout
 from wavalign_kit.train.synthetic import AnswerJudge, synthetic_reward, synthetic_world
 from wavalign_kit.train.trainer import Trainer
 
@@ -161,16 +163,15 @@ class NanReward:
 class FailingJudge:
     name, channel, needs_audio = "api_judge", "semantic", False
 
-    def __call__(self, prompts, completions):
-        self.last_failures = len(completions)  # every call fell back to the default score
-        return [2.5] * len(completions)
+    def __call__(self, prompts, completions):  # every call fell back to the default score
+        return JudgeScores([2.5] * len(completions), failures=len(completions), first_error="HTTP 500")
 
 
 def test_nan_rewards_and_failing_judge_stop_the_run(world, tmp_path):
     cfg, model = make(world, "wavalign")
     with pytest.raises(ValueError, match="nan_judge.*NaN"):
         Trainer(cfg, model, world, tmp_path / "a", reward=CompositeReward([(NanReward(), 1.0)])).train()
-    with pytest.raises(JudgeFailure, match="api_judge.*8 of 8 calls failed"):
+    with pytest.raises(JudgeFailure, match="api_judge.*8 of 8 calls failed.*HTTP 500"):
         Trainer(cfg, model, world, tmp_path / "b", reward=CompositeReward([(FailingJudge(), 1.0)])).train()
 
 
@@ -195,26 +196,28 @@ def text_only_rollout(model, examples, group_size):
         for _ in range(group_size):
             prompts.append(model.encode_prompt(e))
             responses.append(model.layout.layout_response(model.text_ids(e.target_text), np.zeros(0, np.int64)))
-    from wavalign_kit.rewards import RewardResult
-
+    batch = model.collate(prompts, responses)
+    rollout = Rollout(batch, torch.zeros(batch.response_mask.shape), group_size,
+                      [e.target_text for e in examples for _ in range(group_size)],
+                      [np.zeros(0, np.int64)] * len(responses), [i // group_size for i in range(len(responses))])
     total = np.arange(len(responses), dtype=float) % 3 + 1
     res = RewardResult(total=total, components={"answer_judge": total, "length_judge": total}, failures=0)
-    return ScoredRollout(list(examples), prompts, responses, res, group_size, {"time_generate": 0, "time_reward": 0})
+    return ScoredRollout(list(examples), rollout, res, {"time_generate": 0, "time_reward": 0})
 
 
 def test_empty_rl_mask_is_skipped_and_counted(world, tmp_path, monkeypatch):
     cfg, model = make(world, "grpo_text", rl_token_type="speech")
-    scored = text_only_rollout(model, world.split("train")[:2], 4)
-    hb = build_hybrid_batch(model, scored, [], cfg)
-    assert hb.batch.speech_mask.sum(1).tolist() == [0] * 8    # text + text_end + eos only
-    loss, st, _ = hybrid_loss(model, hb, cfg, 1.0, use_anchor=False)
+    examples = world.split("train")[:2]
+    monkeypatch.setattr(grpo, "collect", lambda m, ex, *a, **k: text_only_rollout(m, ex, 4))
+    batch = grpo.prepare(model, examples, cfg, reward=None, codec=None, seed=0)
+    assert batch.tokens.speech_mask.sum(1).tolist() == [0] * 8    # text + text_end + eos only
+    loss, st = grpo.loss(model.token_logprobs, batch, cfg, 1.0)
     assert loss is None and st["rows_skipped"] == 8
     cfg_a, _ = make(world, "grpo_text_fixed", rl_token_type="speech")
-    hb = build_hybrid_batch(model, scored, world.split("train")[:2], cfg_a)
-    loss, st, _ = hybrid_loss(model, hb, cfg_a, 0.5, use_anchor=True)
-    assert st["rows_skipped"] == 8 and float(loss.detach()) == pytest.approx(0.5 * st["loss_anchor"], rel=1e-5)
+    batch = grpo.prepare(model, examples, cfg_a, reward=None, codec=None, seed=0)
+    loss, st = grpo.loss(model.token_logprobs, batch, cfg_a, 0.5)
+    assert st["rows_skipped"] == 8 and float(loss.detach()) == pytest.approx(0.5 * float(st["loss_anchor"]), rel=1e-5)
     # in the loop: the step is counted, logged and does no update
-    monkeypatch.setattr(trainer_mod, "collect", lambda m, ex, *a, **k: text_only_rollout(m, ex, 4))
     logs: list[str] = []
     before = [p.detach().clone() for p in model.model.parameters()]
     Trainer(cfg, model, world, tmp_path, reward=synthetic_reward(), log=logs.append).train()
@@ -239,13 +242,13 @@ def test_lora_reference_is_the_adapter_free_model(world, tmp_path):
 
 
 def test_cli_config_errors_are_one_line(tmp_path, capsys):
-    from wavalign_kit.train.run import main
+    from wavalign_kit.cli import main
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("algorithm: grpo\nbeta_txt: 0.01\n")
-    assert main(["--config", str(recipe), "--out", str(tmp_path / "o")]) == 2
+    assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "o")]) == 2
     assert "unknown key 'beta_txt' (did you mean 'beta_text'?)" in capsys.readouterr().err
-    assert main(["--preset", "wavalign", "--out", str(tmp_path / "o"), "lamda_max=0.5"]) == 2
+    assert main(["train", "--preset", "wavalign", "--out", str(tmp_path / "o"), "lamda_max=0.5"]) == 2
     assert "did you mean 'lambda_max'" in capsys.readouterr().err
 
 

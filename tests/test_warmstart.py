@@ -1,4 +1,5 @@
-"""Warm start on a small synthetic world: the loss falls, the run resumes exactly, figures are written."""
+"""Warm start on a small synthetic world, through the training core (an SFT run): the loss falls, the run resumes
+exactly, figures are written."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 
 from wavalign_kit.models import SpokenDialogueModel
 from wavalign_kit.models import warmstart as ws
+from wavalign_kit.train import sft
+from wavalign_kit.train.checkpoint import latest_checkpoint
 from wavalign_kit.world.schema import Example
 from wavalign_kit.world.tokenizer import build_tokenizer
 
@@ -81,8 +84,9 @@ def test_warmstart_lowers_the_loss_and_writes_its_outputs(finished):
     out, summary = finished
     rows = json.loads((out / ws.SUMMARY).read_text())
     assert rows["steps"] == 12 and summary["final_loss"] < 0.6 * summary["first_loss"]
-    for name in ("loss.csv", "loss.png", ws.CHECKPOINT, "wavalign_model.json", "model.safetensors"):
+    for name in ("loss.csv", "loss.png", "wavalign_model.json", "model.safetensors", f"{ws.TRAINING}/metrics.csv"):
         assert (out / name).is_file(), name
+    assert latest_checkpoint(out / ws.TRAINING).name == "checkpoint-000012"
     held = summary["heldout"]
     assert held["examples"] == 6 and 0.0 <= held["iq_text_accuracy"] <= 1.0
     assert 0.0 <= held["wer_speech_vs_text"] <= 1.0 and held["style_accuracy"] == 1.0
@@ -98,19 +102,19 @@ def test_a_finished_warmstart_is_reused(world, finished):
 
 def test_an_interrupted_warmstart_resumes_to_the_same_model(world, finished, tmp_path, monkeypatch):
     out_full, _ = finished
-    real, calls = ws.sft_loss, {"n": 0}
+    real, calls = sft.loss, {"n": 0}
 
-    def crashing(model, pairs, text_weight=1.0):
+    def crashing(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 8:      # training steps 1..6 + one validation batch at step 6, then step 7 crashes
             raise KeyboardInterrupt
-        return real(model, pairs, text_weight)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(ws, "sft_loss", crashing)
+    monkeypatch.setattr(sft, "loss", crashing)
     with pytest.raises(KeyboardInterrupt):
         ws.run_warmstart(world, "interleaved", CFG, tmp_path, evaluate=False)
-    assert torch.load(tmp_path / ws.CHECKPOINT, weights_only=False)["step"] == 4
-    monkeypatch.setattr(ws, "sft_loss", real)
+    assert latest_checkpoint(tmp_path / ws.TRAINING).name == "checkpoint-000004"
+    monkeypatch.setattr(sft, "loss", real)
     ws.run_warmstart(world, "interleaved", CFG, tmp_path, evaluate=False)
     full = (out_full / "loss.csv").read_text().splitlines()
     resumed = (tmp_path / "loss.csv").read_text().splitlines()
@@ -137,14 +141,17 @@ def test_warmstart_cli_on_the_smoke_world(smoke_world_dir, tmp_path, capsys):
     assert '"iq_text_accuracy"' in capsys.readouterr().out
 
 
-def test_sft_loss_weights_text_tokens(world):
+def test_warmstart_weights_text_tokens(world):
+    """The warm start trains the anchor with text tokens weighted ``text_weight`` (token-mean over the targets)."""
     from wavalign_kit.models import build_model
 
     model = build_model("interleaved", "smoke", world.tokenizer, num_units=UNITS)
-    pairs = ws.sft_pairs(model, world.split("train")[:3])
-    batch = model.collate([p for p, _ in pairs], [r for _, r in pairs])
+    batch = sft.target_batch(model, world.split("train")[:3])
     nll = -model.token_logprobs(batch)[0].detach()
     t, s = batch.text_mask, batch.speech_mask
-    expected = (3 * nll[t].sum() + nll[s].sum()) / (3 * t.sum() + s.sum())
-    assert torch.allclose(ws.sft_loss(model, pairs, text_weight=3.0).detach(), expected, atol=1e-6)
-    assert torch.allclose(ws.sft_loss(model, pairs).detach(), nll[t | s].mean(), atol=1e-6)
+    weighted = ws.train_config(ws.WarmstartConfig(text_weight=3.0))
+    expected = (3 * nll[t].sum() + nll[s].sum()) / (t.sum() + s.sum())
+    assert torch.allclose(sft.anchor_term(-nll, batch, weighted), expected, atol=1e-6)
+    plain = ws.train_config(ws.WarmstartConfig(text_weight=1.0))
+    assert torch.allclose(sft.anchor_term(-nll, batch, plain), nll[t | s].mean(), atol=1e-6)
+    assert (weighted.algorithm, weighted.split, weighted.eval_split) == ("sft", "train", "valid")

@@ -108,9 +108,11 @@ def test_other_config_into_same_dir_is_an_error(smoke_world_dir):
 
 
 def test_cli_reports_config_errors(smoke_world_dir, capsys):
-    assert main(["--profile", "smoke", "--out", str(smoke_world_dir), "-p", "world.train_size=3"]) == 2
+    from wavalign_kit.cli import main as wavalign
+
+    assert wavalign(["world", "--profile", "smoke", "--out", str(smoke_world_dir), "-p", "world.train_size=3"]) == 2
     assert "different config" in capsys.readouterr().err
-    assert main(["--profile", "smoke", "--out", str(smoke_world_dir), "-p", "train_sise=3"]) == 2
+    assert wavalign(["world", "--profile", "smoke", "--out", str(smoke_world_dir), "-p", "train_sise=3"]) == 2
     assert "unknown key 'train_sise'" in capsys.readouterr().err
 
 

@@ -57,19 +57,11 @@ def channel_token_counts(text_mask: Tensor, speech_mask: Tensor) -> pd.DataFrame
 
 def flat_cosine(g1: Sequence[Tensor | None], g2: Sequence[Tensor | None]) -> float:
     """Cosine between two gradients given as matching lists of per-parameter tensors (None = zero)."""
-    dot = n1 = n2 = 0.0
-    for a, b in zip(g1, g2):
-        if a is not None:
-            n1 += float(a.double().pow(2).sum())
-        if b is not None:
-            n2 += float(b.double().pow(2).sum())
-        if a is not None and b is not None:
-            dot += float((a.double() * b.double()).sum())
-    return dot / (n1 ** 0.5 * n2 ** 0.5) if n1 > 0 and n2 > 0 else float("nan")
+    from wavalign_kit.train.grpo import grad_norm
 
-
-def _norm(grads: Sequence[Tensor | None]) -> float:
-    return sum(float(g.double().pow(2).sum()) for g in grads if g is not None) ** 0.5
+    dot = sum(float((a.double() * b.double()).sum()) for a, b in zip(g1, g2) if a is not None and b is not None)
+    n1, n2 = grad_norm(g1), grad_norm(g2)
+    return dot / (n1 * n2) if n1 > 0 and n2 > 0 else float("nan")
 
 
 def shared_parameters(module: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -85,26 +77,27 @@ def gradient_interference(logp: Tensor, advantages: Tensor, text_mask: Tensor, s
     """Norms and cosine of the text-token and speech-token gradients of the RL loss on ``params``.
 
     ``logp`` (B, N) must carry the graph to ``params``; ``advantages`` (B,) per response. The RL loss is
-    `losses.rl_loss` with M_RL = text tokens, then with M_RL = speech tokens. Returns overall
-    ``grad_norm_text``, ``grad_norm_speech``, ``norm_ratio`` (text / speech), ``cosine``, and a per-parameter
-    frame (``name``, ``norm_text``, ``norm_speech``, ``cosine``).
+    `train.grpo.rl_loss` with M_RL = text tokens, then with M_RL = speech tokens (`train.grpo.channel_grads`, the
+    same function the trainer's ``grad_norm_per_channel`` uses). Returns overall ``grad_norm_text``,
+    ``grad_norm_speech``, ``norm_ratio`` (text / speech), ``cosine``, and a per-parameter frame (``name``,
+    ``norm_text``, ``norm_speech``, ``cosine``).
     """
-    from wavalign_kit.losses import rl_loss
+    from wavalign_kit.train.grpo import channel_grads, grad_norm
 
     names, tensors = [n for n, _ in params], [p for _, p in params]
-    grads = {}
-    for channel, mask in (("text", text_mask), ("speech", speech_mask)):
-        loss, _ = rl_loss(logp, advantages, mask, group_size=group_size, text_mask=text_mask, speech_mask=speech_mask)
-        grads[channel] = torch.autograd.grad(loss, tensors, retain_graph=True, allow_unused=True)
+    grads = channel_grads(logp, advantages, text_mask | speech_mask, tensors, group_size=group_size,
+                          text_mask=text_mask, speech_mask=speech_mask)
+    empty = (None,) * len(tensors)
+    text, speech = grads.get("text", empty), grads.get("speech", empty)
     per_param = pd.DataFrame({
         "name": names,
-        "norm_text": [_norm([g]) for g in grads["text"]],
-        "norm_speech": [_norm([g]) for g in grads["speech"]],
-        "cosine": [flat_cosine([a], [b]) for a, b in zip(grads["text"], grads["speech"])],
+        "norm_text": [grad_norm([g]) for g in text],
+        "norm_speech": [grad_norm([g]) for g in speech],
+        "cosine": [flat_cosine([a], [b]) for a, b in zip(text, speech)],
     })
-    nt, ns = _norm(grads["text"]), _norm(grads["speech"])
+    nt, ns = grad_norm(text), grad_norm(speech)
     return {"grad_norm_text": nt, "grad_norm_speech": ns, "norm_ratio": nt / ns if ns > 0 else float("nan"),
-            "cosine": flat_cosine(grads["text"], grads["speech"]), "per_parameter": per_param}
+            "cosine": flat_cosine(text, speech), "per_parameter": per_param}
 
 
 def completions_of(rollout: Any) -> list[Any]:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from wavalign_kit.errors import ConfigError
+
 T = TypeVar("T")
 CONFIG_DIR = Path(__file__).parent / "configs"
+# The top-level keys of a profile: one section per module's config dataclass, plus the profile's name and seed.
+PROFILE_SECTIONS = ("profile", "seed", "world", "models", "warmstart", "train", "eval", "pipeline")
 
-
-class ConfigError(ValueError):
-    """A configuration value or key that cannot be used; the message names where it came from."""
+__all__ = ["CONFIG_DIR", "PROFILE_SECTIONS", "ConfigError", "check_range", "deep_update", "from_dict", "load_profile",
+           "check_sections", "load_yaml", "parse_overrides", "parse_scalar", "suggest"]
 
 
 def suggest(key: str, known: list[str]) -> str:
@@ -25,8 +30,15 @@ def suggest(key: str, known: list[str]) -> str:
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert a YAML/CLI value to the annotated type where this is unambiguous."""
+    """Convert a YAML/CLI value to the annotated type where this is unambiguous; anything else is a ConfigError."""
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # optional fields: None, or the one other type
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None and len(options) < len(typing.get_args(hint)):
+            return None
+        if len(options) == 1:
+            return _coerce(value, options[0], where)
+        return value
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):
         return from_dict(hint, value, where)
     if hint is bool:
@@ -46,9 +58,16 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if origin is dict and not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
     if origin in (list, tuple) and isinstance(value, str):
         value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
     if origin is typing.Literal:
@@ -56,6 +75,19 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value not in allowed:
             raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}")
     return value
+
+
+def check_range(where: str, value: float, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """ConfigError unless ``value`` is finite and within [low, high] (``*_open``: excluding that end)."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise ConfigError(f"{where}: must be a finite number in {interval}, got {value!r}")
 
 
 def check_keys(cls: type, data: dict[str, Any], where: str) -> None:
@@ -113,19 +145,35 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def parse_scalar(raw: str) -> Any:
-    """A command-line value as YAML, except that ``1e-4`` is a number (YAML 1.1 would keep it a string)."""
+    """A command-line value as YAML, except that ``1e-4`` is a number (YAML 1.1 would keep it a string). The one
+    parser of ``key=value`` / ``-p key value`` values, shared by every command and the pipeline."""
     try:
         return float(raw) if any(c in raw.lower() for c in ".e") and not raw.lower().startswith(("n", "i")) else int(raw)
     except ValueError:
+        pass
+    try:
         return yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"value {raw!r}: not a number, string or YAML value ({err.problem})") from None
 
 
 def load_profile(name_or_path: str | Path) -> dict[str, Any]:
-    """A profile by name (``smoke``, ``cpu``, ``gpu``) from the kit's configs, or a user YAML by path."""
+    """A profile by name (``smoke``, ``cpu``, ``gpu``) from the kit's configs, or a user YAML by path; a top-level
+    key that is not a profile section (a typo such as ``trian:``) is a ConfigError with a suggestion."""
     path = Path(name_or_path)
     if not path.suffix:
         path = CONFIG_DIR / "profiles" / f"{name_or_path}.yaml"
         if not path.is_file():
             known = sorted(p.stem for p in (CONFIG_DIR / "profiles").glob("*.yaml"))
             raise ConfigError(f"unknown profile '{name_or_path}'{suggest(str(name_or_path), known)}; known: {known}")
-    return load_yaml(path)
+    profile = load_yaml(path)
+    check_sections(profile, str(path))
+    return profile
+
+
+def check_sections(profile: dict[str, Any], where: str) -> None:
+    """Reject top-level keys of a profile that are not one of PROFILE_SECTIONS."""
+    for key in profile:
+        if key not in PROFILE_SECTIONS:
+            raise ConfigError(f"{where}: unknown section '{key}'{suggest(str(key), list(PROFILE_SECTIONS))}; "
+                              f"known sections: {', '.join(PROFILE_SECTIONS)}")

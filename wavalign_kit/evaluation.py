@@ -19,8 +19,6 @@ Per generated response (``num_samples`` per test example):
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +29,6 @@ import pandas as pd
 
 from wavalign_kit.config import ConfigError, from_dict, load_profile
 
-MODEL_CARD = "wavalign_model.json"   # written by SpokenDialogueModel.save
 METRICS = ("iq_text", "iq_speech", "eq_style", "eq_style_prob", "prosody_match", "wer", "naturalness")
 SUMMARY_METRICS = ("iq_text", "iq_speech", "eq_style", "wer", "naturalness")
 
@@ -181,24 +178,17 @@ def summarize_seeds(per_seed: pd.DataFrame) -> dict[str, Any]:
     return {"models": models, "seeds": sorted(int(s) for s in frame["seed"].unique())}
 
 
+def summary_table(summary: dict[str, Any], metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """The summary as a table: one row per model, ``mean ± std`` over seeds per metric."""
+    return pd.DataFrame({name: {m: f"{v[m]['mean']:.3f} ± {v[m]['std']:.3f}" for m in metrics
+                                if m in v and v[m]["mean"] is not None}
+                         for name, v in summary["models"].items()}).T
+
+
 def eval_config(profile: str | dict) -> EvalConfig:
     """The ``eval`` section of a profile (name, path or already-loaded dict)."""
     cfg = load_profile(profile) if isinstance(profile, (str, Path)) else profile
     return from_dict(EvalConfig, cfg.get("eval"), "eval")
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path:
-    """The model directory to evaluate: ``run_dir`` itself when it holds a saved model, else the model of its
-    highest-numbered ``checkpoint-*`` (its ``model/`` subdirectory when present)."""
-    run_dir = Path(run_dir)
-    if (run_dir / MODEL_CARD).is_file():
-        return run_dir
-    steps = [(int(p.name.split("-")[-1]), p) for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    if not steps:
-        raise ConfigError(f"{run_dir}: neither a saved model ({MODEL_CARD}) nor a training run with checkpoint-*/; "
-                          "pass a model directory or a `wavalign train --out` directory")
-    last = max(steps)[1]
-    return last / "model" if (last / "model").is_dir() else last
 
 
 def main(argv: list[str]) -> int:
@@ -212,39 +202,35 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     import torch
 
+    from wavalign_kit.files import write_json
     from wavalign_kit.models.base import SpokenDialogueModel
     from wavalign_kit.models.sampling import Sampling
+    from wavalign_kit.train.checkpoint import model_dir
     from wavalign_kit.world import load_world
 
     names = args.names or [c.name for c in args.checkpoints]
     if len(names) != len(args.checkpoints):
-        print(f"wavalign evaluate: --names gives {len(names)} names for {len(args.checkpoints)} checkpoints",
-              file=sys.stderr)
-        return 2
-    try:
-        cfg = eval_config(args.profile)
-        world = load_world(args.world)
-        test = world.split("test")
-        test = test[: cfg.num_examples] if cfg.num_examples else test
-        rows, responses = [], []
-        for name, ckpt in zip(names, args.checkpoints):
-            model = SpokenDialogueModel.load(latest_checkpoint(ckpt))
-            for seed in args.seeds:
-                torch.manual_seed(seed)
-                frame, agg = evaluate(model, test, world.evaluators, world.codec, num_samples=cfg.num_samples,
-                                      sampling=Sampling(temperature=cfg.temperature, top_p=cfg.top_p), seed=seed,
-                                      max_new_tokens=cfg.max_new_tokens or None)
-                rows.append({"model": name, "seed": seed, **agg})
-                responses.append(frame.assign(model=name, seed=seed))
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"wavalign evaluate: {e}", file=sys.stderr)
-        return 1
+        raise ConfigError(f"--names gives {len(names)} names for {len(args.checkpoints)} checkpoints")
+    cfg = eval_config(args.profile)
+    world = load_world(args.world)
+    test = world.split("test")
+    test = test[: cfg.num_examples] if cfg.num_examples else test
+    rows, responses = [], []
+    for name, ckpt in zip(names, args.checkpoints):
+        model = SpokenDialogueModel.load(model_dir(ckpt))
+        for seed in args.seeds:
+            torch.manual_seed(seed)
+            frame, agg = evaluate(model, test, world.evaluators, world.codec, num_samples=cfg.num_samples,
+                                  sampling=Sampling(temperature=cfg.temperature, top_p=cfg.top_p), seed=seed,
+                                  max_new_tokens=cfg.max_new_tokens or None)
+            rows.append({"model": name, "seed": seed, **agg})
+            responses.append(frame.assign(model=name, seed=seed))
     args.out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(rows)
     table.to_csv(args.out / "evaluation.csv", index=False)
     pd.concat(responses, ignore_index=True).to_csv(args.out / "responses.csv", index=False)
     summary = summarize_seeds(table)
     summary["eval"] = asdict(cfg)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(args.out / "summary.json", summary)
     print(table.to_string(index=False))
     return 0

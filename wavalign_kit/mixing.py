@@ -1,4 +1,5 @@
-"""Mixing weight lambda of L = lambda * L_RL + (1 - lambda) * L_SFT: fixed, or WavAlign's adaptive gate.
+"""Mixing weight lambda of L = lambda * L_RL + (1 - lambda) * L_SFT: fixed, or WavAlign's adaptive gate, and the
+one `mixed_loss` every method combines its preference term and the acoustic anchor with.
 
 Distributed training: ``update`` takes the reward groups of the whole optimiser step *already gathered from
 all processes* (the trainer all-gathers them), so every process computes the same lambda; call it once per
@@ -10,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
+
+from torch import Tensor
 
 from .rollout_stats import group_moments
 
@@ -123,3 +126,31 @@ def build_mixer(kind: Literal["none", "fixed", "adaptive"], **kw: Any) -> FixedM
     if unknown:
         raise ValueError(f"mixer: unknown option(s) {sorted(unknown)} for kind {kind!r}; allowed: {sorted(allowed)}")
     return cls(**kw)
+
+
+def gate_settings(cfg: Any) -> dict[str, float]:
+    """The adaptive gate's settings in a training config (``lambda_max``, ``gate_slope``, ``reward_threshold``,
+    ``reward_scale``): what `AdaptiveMixer` and the notebooks' gate figures take."""
+    return {k: getattr(cfg, k) for k in ("lambda_max", "gate_slope", "reward_threshold", "reward_scale")}
+
+
+def mixer_for(cfg: Any) -> FixedMixer | AdaptiveMixer:
+    """The mixer a training config asks for (``mixer``: none -> lambda 1, fixed -> ``mix_weight``, adaptive -> the
+    gate of `gate_settings` with ``ema_alpha`` and ``use_ema``)."""
+    if cfg.mixer == "none":
+        return build_mixer("none")
+    if cfg.mixer == "fixed":
+        return build_mixer("fixed", weight=cfg.mix_weight)
+    return build_mixer("adaptive", ema_alpha=cfg.ema_alpha, use_ema=cfg.use_ema, **gate_settings(cfg))
+
+
+def mixed_loss(pref: Tensor | None, anchor: Tensor | None, lam: float | Tensor) -> Tensor | None:
+    """L = lam * L_pref + (1 - lam) * L_SFT (DESIGN.md:42). Without an anchor the preference term stands alone; a
+    micro-batch whose preference term was skipped keeps (1 - lam) * L_SFT; None when there is nothing to train on."""
+    if not 0.0 <= float(lam.detach() if isinstance(lam, Tensor) else lam) <= 1.0:
+        raise ValueError(f"lam: mixing weight must lie in [0, 1], got {lam}")
+    if anchor is None:
+        return pref
+    if pref is None:
+        return (1.0 - lam) * anchor
+    return lam * pref + (1 - lam) * anchor

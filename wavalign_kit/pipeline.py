@@ -15,24 +15,32 @@ from typing import Any
 
 import nbformat
 
-from wavalign_kit.config import ConfigError, deep_update, load_profile, load_yaml
+from wavalign_kit.config import (
+    ConfigError,
+    check_sections,
+    deep_update,
+    load_profile,
+    load_yaml,
+    parse_scalar,
+)
+from wavalign_kit.errors import KitError
+from wavalign_kit.files import write_text_atomic
+from wavalign_kit.redaction import redact_outputs, secret_values
 from wavalign_kit.report import write_manifest, write_report, write_summary
 
 KIT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = KIT_ROOT / "notebooks"
 STATE_FILE = "pipeline_state.json"
 PROFILE_KEYS = ("profile", "seed")
-SECTIONS = ("world", "models", "warmstart", "train", "eval", "pipeline")
-SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
-MIN_SECRET_LENGTH = 4
+SECTIONS = ("world", "models", "warmstart", "train", "eval", "pipeline")   # module sections of a profile
 
 
-class NotebookFailed(RuntimeError):
+class NotebookFailed(KitError, RuntimeError):
     """A notebook raised; the message names the executed notebook and the failing cell."""
 
 
-class SecretLeak(RuntimeError):
-    """An executed notebook contained the value of a secret environment variable (it has been redacted)."""
+class SecretLeak(KitError, RuntimeError):
+    """A run's output contained the value of a secret environment variable (it has been redacted)."""
 
 
 # ---------------------------------------------------------------- parameters
@@ -55,26 +63,15 @@ def merged_config(profile: str, files: list[str | Path] = (), params: list[tuple
     """
     cfg = load_profile(profile)
     for f in files:
-        cfg = deep_update(cfg, load_yaml(f))
+        extra = load_yaml(f)
+        check_sections(extra, str(f))
+        cfg = deep_update(cfg, extra)
     for key, raw in params:
-        value = _parse_value(raw)
         parts = key.split(".")
         if len(parts) == 1 and key not in PROFILE_KEYS and key not in SECTIONS:
             parts = ["pipeline", key]
-        cfg = deep_update(cfg, _nest(parts, value))
-    unknown = [k for k in cfg if k not in PROFILE_KEYS and k not in SECTIONS]
-    if unknown:
-        raise ConfigError(f"profile {profile!r}: unknown top-level keys {unknown}; known: {[*PROFILE_KEYS, *SECTIONS]}")
+        cfg = deep_update(cfg, _nest(parts, parse_scalar(raw)))
     return cfg
-
-
-def _parse_value(raw: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
 
 
 def _nest(parts: list[str], value: Any) -> dict:
@@ -98,12 +95,15 @@ def notebook_parameters(cfg: dict, out_dir: Path) -> dict[str, Any]:
 
 
 def notebook_config(profile: str, config: dict | None = None) -> dict:
-    """Inside a notebook: the named profile with every section given in ``config`` replacing the profile's.
+    """Inside a notebook: the named profile with ``config`` merged into it key by key (``{"train": {"steps": 20}}``
+    changes the steps and keeps the profile's other train keys).
 
     The pipeline passes every section, so a notebook runs with exactly the parameters recorded in the manifest
     even when the profile file changes during the run; standalone, ``config={}`` means the profile as is.
     """
-    return {**load_profile(profile), **(config or {})}
+    cfg = deep_update(load_profile(profile), config or {})
+    check_sections(cfg, "notebook parameter config")
+    return cfg
 
 
 def parameters_hash(params: dict) -> str:
@@ -111,16 +111,6 @@ def parameters_hash(params: dict) -> str:
 
 
 # ---------------------------------------------------------------- secrets
-
-
-def secret_values(env: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment variables whose name contains KEY/TOKEN/SECRET/PASSWORD, name -> value (short values skipped)."""
-    env = os.environ if env is None else env
-    return {
-        name: value
-        for name, value in env.items()
-        if any(m in name.upper() for m in SECRET_MARKERS) and len(value) >= MIN_SECRET_LENGTH
-    }
 
 
 def check_parameters_hold_no_secret(params: dict, secrets: dict[str, str]) -> None:
@@ -133,39 +123,23 @@ def check_parameters_hold_no_secret(params: dict, secrets: dict[str, str]) -> No
         )
 
 
-def redact_notebook(path: Path, secrets: dict[str, str]) -> list[str]:
-    """Replace every secret value in the notebook file at ``path``; return the names of the leaked variables."""
-    if not secrets or not path.is_file():
-        return []
-    nb = json.loads(path.read_text())
-    found: set[str] = set()
+def output_paths(out_dir: Path) -> list[Path]:
+    """What a pipeline run writes (scanned for secrets): its top-level files and every output folder; the world
+    and the models are inputs, built from the profile alone."""
+    return [p for p in sorted(Path(out_dir).iterdir()) if p.name not in ("world", "models")]
 
-    def scrub(node: Any) -> Any:
-        if isinstance(node, str):
-            for name, value in secrets.items():
-                if value in node:
-                    found.add(name)
-                    node = node.replace(value, f"[REDACTED:{name}]")
-            return node
-        if isinstance(node, list):
-            return [scrub(x) for x in node]
-        if isinstance(node, dict):
-            return {k: scrub(v) for k, v in node.items()}
-        return node
 
-    clean = scrub(nb)
-    if found:
-        _atomic_write(path, json.dumps(clean, indent=1, ensure_ascii=False) + "\n")
-    return sorted(found)
+def check_outputs_hold_no_secret(out_dir: Path, secrets: dict[str, str]) -> None:
+    """Redact every secret value (and its base64 forms) from the run's outputs; SecretLeak names the files."""
+    leaks = redact_outputs(output_paths(out_dir), secrets)
+    if leaks:
+        names = sorted({n for found in leaks.values() for n in found})
+        raise SecretLeak(f"the run wrote the value of secret environment variable(s) {names} into {sorted(leaks)}; "
+                         "the values were redacted (binary files deleted). Find the cell or code that prints or "
+                         "saves them and remove it.")
 
 
 # ---------------------------------------------------------------- state
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load_state(out_dir: Path) -> dict:
@@ -179,7 +153,7 @@ def load_state(out_dir: Path) -> dict:
 
 
 def save_state(out_dir: Path, state: dict) -> None:
-    _atomic_write(out_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
+    write_text_atomic(out_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 
 def _file_hash(path: Path) -> str:
@@ -266,7 +240,7 @@ def run_pipeline(
                     kernel_name=kernel_name, cwd=str(path.parent), progress_bar=True, start_timeout=start_timeout,
                 )
             except PapermillExecutionError as e:
-                leaked = redact_notebook(executed, secrets)
+                leaks = redact_outputs(output_paths(out_dir), secrets)
                 state["notebooks"][key].update(status="failed", duration_s=time.perf_counter() - t0)
                 save_state(out_dir, state)
                 source = (e.source or "").strip().splitlines()
@@ -274,17 +248,20 @@ def run_pipeline(
                     f"notebook {key} failed in cell {e.cell_index} (In [{e.exec_count}]"
                     f"{': ' + source[0] if source else ''}): {e.ename}: {e.evalue}\n"
                     f"  executed notebook with the full traceback: {executed}"
-                    + (f"\n  it also printed secret(s) {leaked}; they were redacted from that file" if leaked else "")
+                    + (f"\n  secret values were redacted from {sorted(leaks)}" if leaks else "")
                 ) from None
+            except BaseException:  # interrupted (Ctrl-C) or the kernel died: what it wrote is scanned all the same
+                redact_outputs(output_paths(out_dir), secrets)
+                state["notebooks"][key].update(status="interrupted", duration_s=time.perf_counter() - t0)
+                save_state(out_dir, state)
+                raise
             duration = time.perf_counter() - t0
-            leaked = redact_notebook(executed, secrets)
-            if leaked:
+            try:
+                check_outputs_hold_no_secret(out_dir, secrets)
+            except SecretLeak:
                 state["notebooks"][key].update(status="secret_leak", duration_s=duration)
                 save_state(out_dir, state)
-                raise SecretLeak(
-                    f"notebook {key} printed the value of secret environment variable(s) {leaked}; the values were "
-                    f"redacted from {executed}. Find the cell that prints them and remove that output."
-                )
+                raise
             state["notebooks"][key].update(
                 status="completed", duration_s=round(duration, 3),
                 finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -311,17 +288,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--force", action="store_true", help="re-run every notebook even if completed")
     args = ap.parse_args(argv)
     started = dt.datetime.now(dt.timezone.utc)
-    try:
-        profile = resolve_profile_name(args.profile)
-        cfg = merged_config(profile, args.file, [tuple(p) for p in args.param])
-        out_dir = args.out.resolve()
-        params = notebook_parameters(cfg, out_dir)
-        runs = run_pipeline(params, out_dir, notebook_dir=args.notebooks, kernel_name=args.kernel, force=args.force)
-    except (ConfigError, NotebookFailed, SecretLeak) as e:
-        print(f"wavalign pipeline: {e}", file=sys.stderr)
-        return 1
+    profile = resolve_profile_name(args.profile)
+    cfg = merged_config(profile, args.file, [tuple(p) for p in args.param])
+    out_dir = args.out.resolve()
+    params = notebook_parameters(cfg, out_dir)
+    runs = run_pipeline(params, out_dir, notebook_dir=args.notebooks, kernel_name=args.kernel, force=args.force)
     summary = write_summary(out_dir)
     write_manifest(out_dir, params, runs, started=started)
     report = write_report(out_dir, summary)
+    check_outputs_hold_no_secret(out_dir, secret_values())
     print(f"[pipeline] done: {report}", file=sys.stderr)
     return 0

@@ -8,13 +8,12 @@ then those of prompt 1, and so on (``B = sum of group sizes``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-
-from .losses import k3_kl
 
 
 def group_moments(group_rewards: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,12 +38,39 @@ def group_moments(group_rewards: Sequence[Sequence[float]]) -> tuple[np.ndarray,
 
 
 def group_reward_stats(group_rewards: Sequence[Sequence[float]]) -> dict[str, float]:
-    """Means over groups of the group reward mean / variance / max, the share of zero-variance groups
-    (no learning signal for GRPO), the overall reward mean and the number of groups."""
+    """Means over groups of the group reward mean / variance / max, the share of zero-variance groups (no learning
+    signal for GRPO: the same exact-zero test as the group advantages), the overall reward mean, population std and
+    max, and the number of groups."""
     mean, var, mx = group_moments(group_rewards)
     flat = np.concatenate([np.asarray(g, dtype=np.float64).reshape(-1) for g in group_rewards])
-    return {"groups": float(len(mean)), "reward_mean": float(flat.mean()), "group_mean": float(mean.mean()),
-            "group_var": float(var.mean()), "group_max": float(mx.mean()), "zero_var_share": float((var == 0).mean())}
+    return {"groups": float(len(mean)), "reward_mean": float(flat.mean()), "reward_std": float(flat.std()),
+            "reward_max": float(flat.max()), "group_mean": float(mean.mean()), "group_var": float(var.mean()),
+            "group_max": float(mx.mean()), "zero_var_share": float((var == 0).mean())}
+
+
+def channel_means(values: Tensor, text_mask: Tensor, speech_mask: Tensor) -> dict[str, Tensor]:
+    """Mean of ``values`` (B, N) over each channel's tokens, as 0-d tensors (NaN for an empty channel; no host
+    synchronisation): ``{"text": ..., "speech": ...}``."""
+    v = values.detach().float()
+    return {ch: torch.where(m, v, torch.zeros((), device=v.device)).sum() / m.sum()
+            for ch, m in (("text", text_mask), ("speech", speech_mask))}
+
+
+def token_stats(batch: Any, entropy: Tensor | None = None, kl: Tensor | None = None) -> dict[str, Tensor]:
+    """The training log's per-channel figures of a TokenBatch, as 0-d tensors: ``len_text`` / ``len_speech`` (tokens
+    per response), ``entropy_*`` with per-token ``entropy``, ``kl_*`` with per-token ``kl`` (B, N)."""
+    out = {"len_text": batch.text_mask.sum(1).float().mean(), "len_speech": batch.speech_mask.sum(1).float().mean()}
+    for name, values in (("entropy", entropy), ("kl", kl)):
+        if values is not None:
+            out.update({f"{name}_{ch}": v for ch, v in channel_means(values, batch.text_mask, batch.speech_mask).items()})
+    return out
+
+
+def k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """The k3 KL estimator of `train.grpo` (imported when needed: the GRPO module imports this one)."""
+    from wavalign_kit.train.grpo import k3_kl
+
+    return k3_kl(logp, ref_logp)
 
 
 def _check_token_inputs(logp: Tensor, text_mask: Tensor, speech_mask: Tensor, entropy: Tensor | None,
@@ -80,7 +106,7 @@ def _channel_values(logp: Tensor, entropy: Tensor | None, ref_logp: Tensor | Non
     if entropy is not None:
         vals["entropy"] = entropy.detach()
     if ref_logp is not None:
-        vals["kl"] = k3_kl(logp.detach(), ref_logp.detach())
+        vals["kl"] = k3(logp.detach(), ref_logp.detach())
     return vals
 
 

@@ -262,13 +262,17 @@ def synthesize(text: str, style: str = "neutral", seed: int | None = None) -> np
     return _DEFAULT.synthesize(text, style, rng)
 
 
-def write_wav(path: str | Path, wav: np.ndarray, sr: int = SAMPLE_RATE) -> None:
-    """Write mono float audio as 16-bit PCM WAV."""
-    wav = np.asarray(wav)
+def write_wav(path: str | Path, wav: np.ndarray, sr: int = SAMPLE_RATE, *, normalize: bool = False) -> Path:
+    """Write mono float audio as 16-bit PCM WAV (``normalize``: scale a peak above 0.9 down to 0.9 first)."""
+    wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 1:
         raise ValueError(f"write_wav({path}): expected mono audio of shape (T,), got shape {wav.shape}")
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    if normalize and peak > 0.9:
+        wav = wav * (0.9 / peak)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), np.clip(wav, -1.0, 1.0), sr, subtype="PCM_16")
+    return Path(path)
 
 
 def read_wav(path: str | Path, expected_sr: int | None = SAMPLE_RATE) -> np.ndarray:

@@ -1,64 +1,39 @@
-"""Where a pipeline run keeps its world, base models and training runs, and the calls that fill them.
+"""Filling a workspace (`paths.Workspace`): the world, the base models and the training runs, each built once.
 
-Layout of a run directory ``OUT`` (the notebooks' ``out_dir``)::
-
-    OUT/world/                       the embedded world (unless the ``world_dir`` parameter points elsewhere)
-    OUT/models/base-<arch>/          warm-started base model per architecture (or ``model_path``: a real model)
-    OUT/runs/<arch>/<preset>/seed-<s>/   one post-training run (metrics.csv, checkpoint-*/)
-    OUT/metrics/*.csv|json  OUT/figures/*.png  OUT/audio/*.wav   what the notebooks leave for the report
-
-Every ``prepare_*`` call is idempotent: a finished world, base model or training run is reused, an
-interrupted one resumes. Notebooks call these so that each of them also runs on its own.
+Every call is idempotent: a finished world, base model or training run is reused, an interrupted one resumes. The
+command line (`wavalign train`), the pipeline's notebooks and Python code all go through these, in-process.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import copy
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
-import yaml
+from wavalign_kit.config import from_dict, load_yaml
+from wavalign_kit.paths import Workspace
 
 
-@dataclass(frozen=True)
-class RunDirs:
-    """The directories of one run (created on construction by `run_dirs`)."""
+def models_config(profile: dict[str, Any]):
+    """The profile's ``models:`` section as a ModelsConfig (its ``layout`` mapping is kept for real models)."""
+    from wavalign_kit.models import ModelsConfig
 
-    root: Path
-    metrics: Path
-    figures: Path
-    audio: Path
-    models: Path
-    runs: Path
+    raw = dict(profile.get("models") or {})
+    raw.pop("layout", None)
+    return from_dict(ModelsConfig, raw, "models")
 
 
-def run_dirs(out_dir: str | Path) -> RunDirs:
-    """Create (if needed) and return the run's directories."""
-    root = Path(out_dir).resolve()
-    dirs = RunDirs(root, root / "metrics", root / "figures", root / "audio", root / "models", root / "runs")
-    for d in (dirs.metrics, dirs.figures, dirs.audio, dirs.models, dirs.runs):
-        d.mkdir(parents=True, exist_ok=True)
-    return dirs
-
-
-def prepare_world(cfg: dict[str, Any], out_dir: str | Path, world_dir: str | Path = "", *, quiet: bool = True):
-    """Build the profile's world (a no-op when it is built with the same config) and load it."""
+def prepare_world(profile: dict[str, Any], ws: Workspace, world_dir: str | Path = "", *, quiet: bool = True):
+    """Build the profile's world into ``world_dir`` or ``ws.world`` (a no-op when built with the same config)
+    and load it."""
     from wavalign_kit.world import build_world, load_world, world_config
 
-    root = Path(world_dir) if world_dir else run_dirs(out_dir).root / "world"
-    build_world(world_config(cfg), root, quiet=quiet)
+    root = Path(world_dir) if world_dir else ws.world
+    build_world(world_config(profile), root, quiet=quiet)
     return load_world(root)
 
 
-def base_model_dir(out_dir: str | Path, arch: str, model_path: str | Path = "") -> Path:
-    """``model_path`` when given (a real model), else ``OUT/models/base-<arch>``."""
-    return Path(model_path) if model_path else run_dirs(out_dir).models / f"base-{arch}"
-
-
-def prepare_base_model(world: Any, arch: str, cfg: dict[str, Any], out_dir: str | Path,
+def prepare_base_model(world: Any, arch: str, profile: dict[str, Any], ws: Workspace,
                        model_path: str | Path = "") -> dict[str, Any]:
     """Warm-start the tiny ``arch`` base model (resumable, cached), or describe the real model at ``model_path``."""
     from wavalign_kit.models.warmstart import run_warmstart
@@ -67,69 +42,84 @@ def prepare_base_model(world: Any, arch: str, cfg: dict[str, Any], out_dir: str 
         if not Path(model_path).is_dir():
             raise ValueError(f"model_path: {model_path} is not a local model directory")
         return {"arch": arch, "path": str(model_path), "real_model": True}
-    warm = {"seed": cfg.get("seed", 0), **(cfg.get("warmstart") or {})}
-    return run_warmstart(world, arch, warm, base_model_dir(out_dir, arch), models_cfg=cfg.get("models") or {})
+    warm = {"seed": profile.get("seed", 0), **(profile.get("warmstart") or {})}
+    return run_warmstart(world, arch, warm, ws.base_model(arch), models_cfg=models_config(profile))
 
 
-def load_base_model(out_dir: str | Path, arch: str, cfg: dict[str, Any], model_path: str | Path = ""):
-    """The base model as a SpokenDialogueModel (kit directory, or a real model through `load_pretrained`)."""
+def load_model(path: str | Path, profile: dict[str, Any]):
+    """A model directory written by the kit, or a real model through `load_pretrained` with the profile's
+    ``models`` settings (layout, dtype, attention, gradient checkpointing)."""
     from wavalign_kit.models import SpokenDialogueModel, load_pretrained
+    from wavalign_kit.models.base import MODEL_CARD
 
-    path = base_model_dir(out_dir, arch, model_path)
-    if model_path:
-        models = cfg.get("models") or {}
-        return load_pretrained(path, models.get("layout"), dtype=models.get("dtype", "auto"),
-                               attn_implementation=models.get("attn_implementation", "sdpa"),
-                               trust_remote_code=models.get("trust_remote_code", False))
-    return SpokenDialogueModel.load(path)
-
-
-def write_profile(cfg: dict[str, Any], out_dir: str | Path) -> Path:
-    """The merged profile as ``OUT/profile.yaml`` (what the CLI stages read with ``--profile PATH``)."""
-    path = run_dirs(out_dir).root / "profile.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    path = Path(path)
+    if (path / MODEL_CARD).is_file():
+        return SpokenDialogueModel.load(path)
+    mcfg = models_config(profile)
+    return load_pretrained(path, (profile.get("models") or {}).get("layout"), dtype=mcfg.dtype,
+                           attn_implementation=mcfg.attn_implementation,
+                           gradient_checkpointing=mcfg.gradient_checkpointing, trust_remote_code=mcfg.trust_remote_code)
 
 
-def train_run_dir(out_dir: str | Path, arch: str, preset: str, seed: int) -> Path:
-    return run_dirs(out_dir).runs / arch / preset / f"seed-{seed}"
+def load_base_model(profile: dict[str, Any], arch: str, ws: Workspace, model_path: str | Path = ""):
+    """The base model of ``arch``: the real model at ``model_path``, else the workspace's warm start."""
+    return load_model(model_path or ws.base_model(arch), profile)
 
 
-def prepare_training_run(cfg: dict[str, Any], out_dir: str | Path, *, arch: str, preset: str, seed: int,
-                         world_root: str | Path, base_dir: str | Path) -> Path:
-    """Post-train the base model with ``preset`` (resumes; a finished run is reused); returns the run dir."""
-    from wavalign_kit.train.run import main as train_main
+def training_world(cfg, profile: dict[str, Any], ws: Workspace):
+    """The world of a training config: ``world_path`` (``synthetic``: the no-build stand-in of
+    `train.synthetic`), else the profile's world in the workspace, built when missing."""
+    from wavalign_kit.train.synthetic import synthetic_world
+    from wavalign_kit.world import load_world
 
-    run = train_run_dir(out_dir, arch, preset, seed)
-    overrides = [f"world_path={world_root}", f"base_model={base_dir}", f"arch={arch}", f"seed={seed}", "progress=false"]
-    rc = train_main(["--preset", preset, "--profile", str(write_profile(cfg, out_dir)), "--out", str(run), *overrides])
-    if rc:
-        raise RuntimeError(f"training {preset} (arch {arch}, seed {seed}) failed with exit code {rc}; see {run}")
+    if cfg.world_path == "synthetic":
+        return synthetic_world(seed=cfg.seed)
+    if cfg.world_path is not None:
+        return load_world(cfg.world_path)
+    return prepare_world(profile, ws, quiet=False)
+
+
+def training_model(cfg, profile: dict[str, Any], world: Any, ws: Workspace):
+    """The policy to train: ``base_model``, or the workspace's warm start (built on demand; on the synthetic world
+    a fresh tiny model); LoRA from the profile's ``models.lora``, its adapters initialised from the run's seed."""
+    from wavalign_kit.models import apply_lora, build_model
+    from wavalign_kit.train.synthetic import SyntheticWorld
+
+    mcfg = models_config(profile)
+    if cfg.base_model is None and isinstance(world, SyntheticWorld):
+        model = build_model(cfg.arch, mcfg.size, world.tokenizer, num_units=world.num_units, ratio=mcfg.ratio,
+                            speech_delay=mcfg.speech_delay, seed=cfg.seed)
+    else:
+        if cfg.base_model is None:
+            prepare_base_model(world, cfg.arch, profile, ws)
+        model = load_model(cfg.base_model or ws.base_model(cfg.arch), profile)
+    if model.arch != cfg.arch:
+        raise ValueError(f"train.arch={cfg.arch!r} but the base model is {model.arch!r}; set arch={model.arch} or "
+                         f"point base_model at a {cfg.arch} model")
+    if mcfg.lora.enabled and not model.is_lora():
+        apply_lora(model, mcfg.lora, seed=cfg.seed)
+    return model
+
+
+def training_run(profile: dict[str, Any], ws: Workspace, *, arch: str, preset: str, seed: int, world: Any,
+                 base: Any, log=print) -> Path:
+    """Post-train a copy of the loaded ``base`` model with ``preset`` into ``ws.run(arch, preset, seed)``, in this
+    process (resumes; a finished run is reused); returns the run directory."""
+    from wavalign_kit.models import apply_lora
+    from wavalign_kit.train.checkpoint import latest_checkpoint
+    from wavalign_kit.train.config import preset_path, resolve_config
+    from wavalign_kit.train.run import train
+
+    run = ws.run(arch, preset, seed)
+    cfg, _ = resolve_config(profile, load_yaml(preset_path(preset)), {"arch": arch, "seed": seed, "progress": False},
+                            where=str(preset_path(preset)))
+    done = latest_checkpoint(run)
+    if done is not None and done.name == f"checkpoint-{cfg.steps:06d}" and (run / "run.json").is_file():
+        return run
+    model = copy.deepcopy(base)
+    mcfg = models_config(profile)
+    if mcfg.lora.enabled and not model.is_lora():
+        apply_lora(model, mcfg.lora, seed=seed)
+    log(f"[train] {arch} {preset} seed {seed} -> {run}")
+    train(cfg, model, world, run, log=log, record={"preset": preset})
     return run
-
-
-def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
-    """Write a float waveform (peak-normalised to 0.9 when louder) as 16-bit PCM WAV."""
-    audio = np.asarray(audio, dtype=np.float32)
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    if peak > 0.9:
-        audio = audio * (0.9 / peak)
-    sf.write(str(path), audio, sample_rate, subtype="PCM_16")
-    return Path(path)
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """JSON with NaN written as null."""
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not np.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        if isinstance(x, np.generic):
-            return clean(x.item())
-        return x
-
-    Path(path).write_text(json.dumps(clean(data), indent=2) + "\n")
-    return Path(path)

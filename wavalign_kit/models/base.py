@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,17 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from wavalign_kit.channels import ChannelLayout, InterleaveRatio
-from wavalign_kit.models.sampling import Sampling
+from wavalign_kit.models.sampling import Sampling, gather_logprobs
 
 MODEL_CARD = "wavalign_model.json"
 
 
 @dataclass
 class TokenBatch:
-    """Prompt + response ids, right-padded; masks over the N next-token predictions (flattened over streams)."""
+    """Prompt + response ids, right-padded; masks over the N next-token predictions (flattened over streams).
+
+    The batch owns its row slicing, its channel masks and its own checks (``check``), so losses validate once, at
+    the boundary, and then read like the formulas."""
 
     input_ids: Tensor  # (B, L) interleaved or (B, L, 1+K) parallel
     attention_mask: Tensor  # (B, L)
@@ -33,9 +35,88 @@ class TokenBatch:
     text_mask: Tensor  # (B, N) bool, subset of response_mask
     speech_mask: Tensor  # (B, N) bool, subset of response_mask
 
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def streams(self) -> int:
+        """1 for an interleaved stream, 1+K for parallel streams."""
+        return self.input_ids.shape[2] if self.input_ids.dim() == 3 else 1
+
+    def _map(self, fn) -> TokenBatch:
+        return TokenBatch(*(fn(getattr(self, f)) for f in self.__dataclass_fields__))
+
     def to(self, device: torch.device | str) -> TokenBatch:
         """The same batch on ``device``."""
-        return TokenBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+        return self._map(lambda t: t.to(device))
+
+    def channel(self, which: str) -> Tensor:
+        """The response mask restricted to a channel: ``all`` | ``text`` | ``speech``."""
+        masks = {"all": self.response_mask, "text": self.text_mask, "speech": self.speech_mask}
+        if which not in masks:
+            raise ValueError(f"channel: {which!r} is not one of {list(masks)}")
+        return masks[which]
+
+    def rows(self, index: slice | Sequence[int] | Tensor, *, trim: bool = False) -> TokenBatch:
+        """Rows ``index`` (same L and N, so per-token tensors stay aligned; ``trim`` drops trailing padding)."""
+        if not isinstance(index, slice):
+            index = torch.as_tensor(index, dtype=torch.long)
+        part = self._map(lambda t: t[index])
+        return part.padded_to(int(part.attention_mask.sum(1).max()) if trim and len(part) else part.length)
+
+    @property
+    def length(self) -> int:
+        """L, the padded sequence length."""
+        return self.input_ids.shape[1]
+
+    def padded_to(self, length: int, pad_id: int | None = None) -> TokenBatch:
+        """The batch cut or right-padded to ``length`` positions (padding: ``pad_id``, attention 0, masks False)."""
+        B, L, S = len(self), self.length, self.streams
+        if length == L:
+            return self
+        if length < L:
+            ids, attn = self.input_ids[:, :length], self.attention_mask[:, :length]
+        else:
+            fill = pad_id if pad_id is not None else 0
+            ids = self.input_ids.new_full((B, length, *self.input_ids.shape[2:]), fill)
+            ids[:, :L] = self.input_ids
+            attn = self.attention_mask.new_zeros(B, length)
+            attn[:, :L] = self.attention_mask
+
+        def mask(m: Tensor) -> Tensor:
+            m = m.reshape(B, L - 1, S)
+            out = torch.zeros(B, length - 1, S, dtype=torch.bool, device=m.device)
+            n = min(L, length) - 1
+            out[:, :n] = m[:, :n]
+            return out.reshape(B, -1)
+
+        return TokenBatch(ids, attn, self.prompt_lengths, mask(self.response_mask), mask(self.text_mask),
+                          mask(self.speech_mask))
+
+    @staticmethod
+    def concat(batches: Sequence[TokenBatch], pad_id: int) -> TokenBatch:
+        """Rows of ``batches`` stacked in order, right-padded to the longest (what one collate of all rows gives)."""
+        length = max(b.length for b in batches)
+        parts = [b.padded_to(length, pad_id) for b in batches]
+        return TokenBatch(*(torch.cat([getattr(p, f) for p in parts]) for f in TokenBatch.__dataclass_fields__))
+
+    def check(self) -> TokenBatch:
+        """Validate shapes, dtypes and mask nesting once (ValueError naming the field); returns the batch."""
+        B, L = self.attention_mask.shape
+        N = (L - 1) * self.streams
+        if self.input_ids.shape[:2] != (B, L) or self.prompt_lengths.shape != (B,):
+            raise ValueError(f"TokenBatch.input_ids {tuple(self.input_ids.shape)} / prompt_lengths "
+                             f"{tuple(self.prompt_lengths.shape)} do not match attention_mask {(B, L)}")
+        for name in ("response_mask", "text_mask", "speech_mask"):
+            m = getattr(self, name)
+            if m.dtype != torch.bool or m.shape != (B, N):
+                raise ValueError(f"TokenBatch.{name}: expected a bool tensor of shape {(B, N)}, got {m.dtype} "
+                                 f"{tuple(m.shape)}")
+        if (self.text_mask & self.speech_mask).any():
+            raise ValueError("TokenBatch.text_mask, speech_mask: overlap; a token belongs to one channel")
+        if ((self.text_mask | self.speech_mask) & ~self.response_mask).any():
+            raise ValueError("TokenBatch.text_mask / speech_mask: select tokens outside response_mask")
+        return self
 
 
 @dataclass
@@ -107,8 +188,8 @@ def left_pad(seqs: Sequence[np.ndarray], pad_row: np.ndarray | int) -> tuple[Ten
 class SpokenDialogueModel(ABC):
     """A policy over interleaved or parallel text/speech token streams.
 
-    ``model`` is the torch module that is trained (peft-wrapped under LoRA); ``reference()`` switches every
-    forward pass to the frozen starting policy (adapters disabled under LoRA, else a frozen copy).
+    ``model`` is the torch module that is trained (peft-wrapped under LoRA); ``reference_logprobs`` scores a batch
+    under the frozen starting policy (adapters disabled under LoRA, else a frozen copy).
     """
 
     arch: str = ""
@@ -164,9 +245,17 @@ class SpokenDialogueModel(ABC):
     def collate(self, prompts: list[np.ndarray], responses: list[np.ndarray]) -> TokenBatch:
         """Right-padded prompt + response batch with response / text / speech masks."""
 
-    @abstractmethod
-    def token_logprobs(self, batch: TokenBatch, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-        """(B, N) log p of every next token (0 outside the response) and optionally the entropy."""
+    def token_logprobs(self, batch: TokenBatch, *, module: torch.nn.Module | None = None,
+                       with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+        """(B, N) log p of every next token (0 outside the response) and optionally the entropy (B, N).
+
+        ``module`` is the network to run (default ``self.model``; the trainer passes its accelerate-wrapped one)."""
+        batch = batch.to(self.device)
+        net = self.model if module is None else module
+        logits = net(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, L, [S,] V)
+        logp, ent = gather_logprobs(logits[:, :-1], batch.input_ids[:, 1:], with_entropy)   # (B, L-1[, S])
+        B, m = logp.shape[0], batch.response_mask
+        return logp.reshape(B, -1) * m, (ent.reshape(B, -1) * m if ent is not None else None)
 
     @abstractmethod
     def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
@@ -216,24 +305,18 @@ class SpokenDialogueModel(ABC):
         if not self.is_lora():
             self._reference_copy = copy.deepcopy(self.model).eval().requires_grad_(False)
 
-    @contextlib.contextmanager
-    def reference(self) -> Iterator[SpokenDialogueModel]:
-        """Within this context every forward pass uses the reference policy pi_ref.
+    @torch.no_grad()
+    def reference_logprobs(self, batch: TokenBatch) -> Tensor:
+        """(B, N) log-probs of ``batch`` under the reference policy pi_ref, without gradient.
 
-        LoRA: adapters disabled (no second copy). Full fine-tuning: a frozen copy taken by
-        :meth:`snapshot_reference`, or at the first call when none was taken.
-        """
+        LoRA: the same network with its adapters disabled (no second copy). Full fine-tuning: the frozen copy taken
+        by :meth:`snapshot_reference`, or at the first call when none was taken."""
         if self.is_lora():
             with self.model.disable_adapter():
-                yield self
-            return
+                return self.token_logprobs(batch)[0]
         if self._reference_copy is None:
             self.snapshot_reference()
-        policy, self.model = self.model, self._reference_copy
-        try:
-            yield self
-        finally:
-            self.model = policy
+        return self.token_logprobs(batch, module=self._reference_copy)[0]
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> None:

@@ -132,13 +132,6 @@ class InterleavedModel(SpokenDialogueModel):
         text, speech = self.layout.masks(ids[:, 1:], valid=resp)
         return TokenBatch(ids, attn, torch.tensor([len(p) for p in prompts]), resp, text & resp, speech & resp)
 
-    def token_logprobs(self, batch: TokenBatch, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-        batch = batch.to(self.device)
-        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, L, V)
-        logp, ent = gather_logprobs(logits[:, :-1], batch.input_ids[:, 1:], with_entropy)       # (B, L-1)
-        m = batch.response_mask
-        return logp * m, (ent * m if ent is not None else None)
-
     @torch.no_grad()
     def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
                  max_new_tokens: int, seed: int | None = None) -> Rollout:

@@ -56,10 +56,12 @@ def wrap_lora(module: torch.nn.Module, settings: LoraSettings, arch: str) -> tor
     return get_peft_model(module, config)
 
 
-def apply_lora(model, cfg: LoraSettings | dict):
+def apply_lora(model, cfg: LoraSettings | dict, seed: int = 0):
     """Turn a SpokenDialogueModel's module into a LoRA model in place (no-op when ``cfg.enabled`` is false).
 
-    The reference policy then comes from disabling the adapters (``model.reference()``).
+    The adapters are initialised from ``seed`` (two runs with the same seed start from the same adapters) without
+    touching the caller's random streams. The reference policy is the network with its adapters disabled
+    (``model.reference_logprobs``).
     """
     from wavalign_kit.config import from_dict
 
@@ -68,7 +70,9 @@ def apply_lora(model, cfg: LoraSettings | dict):
         return model
     if model.is_lora():
         raise ValueError("apply_lora: the model already carries LoRA adapters")
-    model.model = wrap_lora(model.model, settings, model.arch)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model.model = wrap_lora(model.model, settings, model.arch)
     model.lora_config = asdict(settings)
     model._reference_copy = None
     return model

@@ -175,14 +175,6 @@ class ParallelModel(SpokenDialogueModel):
         return TokenBatch(ids, attn, torch.tensor([len(p) for p in prompts]), full.reshape(B, -1),
                           (text & full).reshape(B, -1), (speech & full).reshape(B, -1))
 
-    def token_logprobs(self, batch: TokenBatch, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-        batch = batch.to(self.device)
-        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, L, S, V)
-        logp, ent = gather_logprobs(logits[:, :-1], batch.input_ids[:, 1:], with_entropy)        # (B, L-1, S)
-        B, m = logp.shape[0], batch.response_mask
-        logp = logp.reshape(B, -1) * m
-        return logp, (ent.reshape(B, -1) * m if ent is not None else None)
-
     @torch.no_grad()
     def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
                  max_new_tokens: int, seed: int | None = None) -> Rollout:

@@ -1,12 +1,11 @@
-"""Warm start: supervised fine-tuning of a tiny base model on the world's train split, resumable, with a loss curve."""
+"""Warm start: supervised fine-tuning of a tiny base model on the world's train split, through the training core
+(an ``algorithm: sft`` run with its own data and schedule), resumable, with a loss curve and held-out figures."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,12 +16,13 @@ import torch
 from tqdm.auto import tqdm
 
 from wavalign_kit.config import from_dict, load_profile, parse_overrides
+from wavalign_kit.files import write_json
 from wavalign_kit.models.base import SpokenDialogueModel
 from wavalign_kit.models.factory import ModelsConfig, build_model, count_parameters
 from wavalign_kit.models.sampling import Sampling
 
 SUMMARY = "warmstart_summary.json"
-CHECKPOINT = "checkpoint.pt"
+TRAINING = "training"      # the SFT run of the training core (metrics.csv, checkpoints)
 
 
 @dataclass
@@ -46,32 +46,6 @@ class WarmstartConfig:
     top_p: float = 0.9
     text_weight: float = 1.0         # weight of text tokens relative to speech tokens in the SFT loss
     seed: int = 0
-
-
-def sft_pairs(model: SpokenDialogueModel, examples) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(prompt ids, target response ids) of each example, the target laid out as the model generates it."""
-    return [(model.encode_prompt(ex), model.encode_response(ex.target_text, ex.target_units)) for ex in examples]
-
-
-def sft_loss(model: SpokenDialogueModel, pairs: list[tuple[np.ndarray, np.ndarray]],
-             text_weight: float = 1.0) -> torch.Tensor:
-    """Weighted token-mean negative log-likelihood of the responses (both channels; text tokens count
-    ``text_weight`` times: a response holds several speech tokens per text token)."""
-    batch = model.collate([p for p, _ in pairs], [r for _, r in pairs])
-    logp, _ = model.token_logprobs(batch)
-    w = batch.response_mask.float() + (text_weight - 1.0) * batch.text_mask.float()   # (B, N)
-    w = w.to(logp.device)
-    return -(logp * w).sum() / w.sum().clamp(min=1e-6)
-
-
-def lr_lambda(cfg: WarmstartConfig):
-    """Linear warm-up then cosine decay to 10 % of the peak rate."""
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-    return f
 
 
 def _style_names(predicted, styles: list[str]) -> list[str]:
@@ -118,13 +92,15 @@ def evaluate_base(model: SpokenDialogueModel, world, examples, cfg: WarmstartCon
     }
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
+def _write_curve(out: Path, metrics: Path) -> list[dict[str, float]]:
+    """loss.csv (step, loss, lr, valid_loss) and loss.png from the training run's metrics.csv."""
+    from wavalign_kit.train.metrics_log import read_metrics
 
+    def number(x: str) -> float:
+        return float(x) if x else float("nan")
 
-def _write_curve(out: Path, rows: list[dict[str, float]]) -> None:
+    rows = [{"step": int(r["step"]), "loss": number(r["loss"]), "lr": number(r["lr"]),
+             "valid_loss": number(r.get("valid_loss", ""))} for r in read_metrics(metrics)]
     with open(out / "loss.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["step", "loss", "lr", "valid_loss"])
         w.writeheader()
@@ -144,16 +120,33 @@ def _write_curve(out: Path, rows: list[dict[str, float]]) -> None:
     fig.tight_layout()
     fig.savefig(out / "loss.png", dpi=100)
     plt.close(fig)
+    return rows
+
+
+def train_config(cfg: WarmstartConfig, *, progress: bool = True):
+    """The warm start as a run of the training core: SFT on the world's ``train`` split with its own schedule
+    (AdamW, warm-up + cosine to 10 %), text tokens weighted ``text_weight``, the held-out loss on ``valid``."""
+    from wavalign_kit.train.config import TrainConfig
+
+    return TrainConfig(algorithm="sft", split="train", steps=cfg.steps, prompts_per_step=cfg.batch_size, lr=cfg.lr,
+                       warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
+                       min_lr_ratio=0.1, anchor=True, anchor_token_type="all", anchor_text_weight=cfg.text_weight,
+                       mixer="none", seed=cfg.seed, save_every=cfg.checkpoint_every, keep_checkpoints=1,
+                       eval_every=cfg.eval_every or cfg.steps, eval_split="valid", eval_examples=cfg.valid_examples,
+                       bf16=False, progress=progress)
 
 
 def run_warmstart(world, arch: str, cfg: WarmstartConfig | dict, out_dir: str | Path, *,
                   models_cfg: ModelsConfig | dict | None = None, evaluate: bool = True) -> dict[str, Any]:
     """Warm-start a tiny ``arch`` model on ``world``'s train split into ``out_dir``; returns the summary.
 
-    ``out_dir`` then holds the model (``SpokenDialogueModel.load(out_dir)``), ``loss.csv``/``loss.png`` and
-    ``warmstart_summary.json`` with the base model's held-out figures. An interrupted run resumes from
-    ``checkpoint.pt`` (model, optimizer, scheduler, RNG, step); a finished one is returned as is.
+    ``out_dir`` then holds the model (``SpokenDialogueModel.load(out_dir)``), ``loss.csv``/``loss.png``,
+    ``warmstart_summary.json`` with the base model's held-out figures, and ``training/`` (the SFT run of the
+    training core: metrics.csv and checkpoints). An interrupted warm start resumes from its last checkpoint; a
+    finished one is returned as is.
     """
+    from wavalign_kit.train.run import train
+
     cfg = cfg if isinstance(cfg, WarmstartConfig) else from_dict(WarmstartConfig, cfg, "warmstart")
     mcfg = models_cfg if isinstance(models_cfg, ModelsConfig) else from_dict(ModelsConfig, models_cfg or {}, "models")
     out = Path(out_dir)
@@ -166,58 +159,14 @@ def run_warmstart(world, arch: str, cfg: WarmstartConfig | dict, out_dir: str | 
             return done
     model = build_model(arch, cfg.size, world.tokenizer, world.codec, ratio=mcfg.ratio,
                         speech_delay=mcfg.speech_delay, seed=cfg.seed)
-    train = sft_pairs(model, world.split("train"))
-    valid = sft_pairs(model, world.split("valid")[: cfg.valid_examples])
-    opt = torch.optim.AdamW(model.model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    step, rows, elapsed = 0, [], 0.0
-    ckpt = out / CHECKPOINT
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        if state["settings"] != settings:
-            raise ValueError(f"{ckpt}: written with other settings; remove it or use another --out")
-        model.model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        step, rows, elapsed = state["step"], state["rows"], state["elapsed_s"]
-    model.model.train()
-    start = time.perf_counter() - elapsed
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"warmstart {arch}-{cfg.size}")
-    while step < cfg.steps:
-        idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
-        loss = sft_loss(model, [train[i] for i in idx], cfg.text_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        step += 1
-        row = {"step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0], "valid_loss": float("nan")}
-        if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
-            model.model.eval()
-            with torch.no_grad():
-                row["valid_loss"] = float(np.mean([float(sft_loss(model, valid[i: i + cfg.batch_size], cfg.text_weight))
-                                                   for i in range(0, len(valid), cfg.batch_size)]))
-            model.model.train()
-        rows.append(row)
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.3f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _save_checkpoint(ckpt, {"settings": settings, "model": model.model.state_dict(),
-                                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                                    "step": step, "rows": rows, "elapsed_s": time.perf_counter() - start})
-    bar.close()
+    start = time.perf_counter()
+    train(train_config(cfg), model, world, out / TRAINING, log=lambda *_: None)
     train_seconds = time.perf_counter() - start
     model.model.eval()
     model.save(out)
-    _write_curve(out, rows)
+    rows = _write_curve(out, out / TRAINING / "metrics.csv")
     summary: dict[str, Any] = {
-        "arch": arch, "size": cfg.size, "parameters": count_parameters(model), "steps": step,
+        "arch": arch, "size": cfg.size, "parameters": count_parameters(model), "steps": len(rows),
         "train_seconds": round(train_seconds, 1), "first_loss": rows[0]["loss"] if rows else None,
         "final_loss": rows[-1]["loss"] if rows else None,
         "final_valid_loss": rows[-1]["valid_loss"] if rows else None, "settings": settings,
@@ -225,9 +174,7 @@ def run_warmstart(world, arch: str, cfg: WarmstartConfig | dict, out_dir: str | 
     if evaluate:
         test = world.split("test")[: cfg.eval_examples]
         summary["heldout"] = evaluate_base(model, world, test, cfg)
-    tmp = out / (SUMMARY + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out / SUMMARY)
+    write_json(out / SUMMARY, summary)
     return summary
 
 

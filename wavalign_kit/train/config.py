@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from wavalign_kit.config import CONFIG_DIR, ConfigError, deep_update, from_dict, load_yaml, suggest
+from wavalign_kit.config import (
+    CONFIG_DIR,
+    PROFILE_SECTIONS,
+    ConfigError,
+    check_range,
+    check_sections,
+    deep_update,
+    from_dict,
+    load_yaml,
+    suggest,
+)
 from wavalign_kit.config import check_keys as check_dataclass_keys
 
 PRESET_DIR = CONFIG_DIR / "presets"
@@ -22,7 +32,6 @@ SETUPS: dict[str, dict[str, float]] = {
     "paper": {"beta_text": 0.01, "beta_speech": 0.01, "temperature": 0.9},
     "code": {"beta_text": 0.0, "beta_speech": 0.0, "temperature": 0.7},
 }
-PROFILE_SECTIONS = ("profile", "seed", "world", "models", "warmstart", "train", "eval", "pipeline")
 
 
 @dataclass
@@ -34,8 +43,8 @@ class TrainConfig:
     algorithm: Literal["grpo", "dpo", "sft"] = "grpo"
     arch: Literal["interleaved", "parallel"] | None = None  # None: the profile's models.arch
     base_model: str | None = None          # model directory; default: the profile's warm-started base
-    world_path: str | None = None          # world directory ("synthetic": no-build stand-in); default data/worlds/<profile>
-    split: Literal["train", "valid", "test"] = "train"
+    world_path: str | None = None          # world directory ("synthetic": no-build stand-in); default data/<profile>/world
+    split: str = "train"                   # the world split the prompts come from
     # schedule and optimiser (AdamW + linear warm-up + cosine)
     steps: int = 60
     prompts_per_step: int = 4              # prompts per micro-batch and process
@@ -97,26 +106,40 @@ class TrainConfig:
     seed: int | None = None                # None: the profile's seed
     save_every: int = 20
     keep_checkpoints: int = 2
+    eval_every: int = 0                    # anchor loss on `eval_split` every this many steps (0: never)
+    eval_split: str = "valid"
+    eval_examples: int = 64
+    max_nonfinite_steps: int = 3           # consecutive steps with a NaN/inf loss or gradient before the run stops
     grad_norm_per_channel: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
+        """Check every knob's range (and that it is finite) before anything is loaded."""
         if self.arch not in (None, "interleaved", "parallel"):
             raise ConfigError(f"train.arch: {self.arch!r} is not 'interleaved' or 'parallel'")
-        positive = {"steps": self.steps, "prompts_per_step": self.prompts_per_step, "grad_accum": self.grad_accum,
-                    "group_size": self.group_size, "max_new_tokens": self.max_new_tokens,
-                    "updates_per_rollout": self.updates_per_rollout, "save_every": self.save_every,
-                    "keep_checkpoints": self.keep_checkpoints}
-        for name, v in positive.items():
-            if v < 1:
-                raise ConfigError(f"train.{name}: must be >= 1, got {v}")
-        if self.lr <= 0 or self.warmup_steps < 0:
-            raise ConfigError("train.lr must be > 0 and train.warmup_steps >= 0")
-        for name in ("mix_weight", "lambda_max", "ema_alpha", "max_judge_failure_share", "min_lr_ratio", "sft_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"train.{name}: must lie in [0, 1], got {getattr(self, name)}")
-        if self.beta_text < 0 or self.beta_speech < 0 or self.pair_min_margin < 0:
-            raise ConfigError("train.beta_text / beta_speech / pair_min_margin: must be >= 0")
+        for name in ("steps", "prompts_per_step", "grad_accum", "group_size", "max_new_tokens", "updates_per_rollout",
+                     "save_every", "keep_checkpoints", "eval_examples", "max_nonfinite_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0 or self.eval_every < 0:
+            raise ConfigError("train.warmup_steps and train.eval_every: must be >= 0")
+        open_low = ("lr", "grad_clip", "temperature", "clip_eps", "gate_slope", "reward_scale", "dpo_beta")
+        for name in open_low:
+            check_range(f"train.{name}", getattr(self, name), 0.0, low_open=True)
+        for name in ("weight_decay", "beta_text", "beta_speech", "rl_text_weight", "rl_speech_weight",
+                     "anchor_text_weight", "anchor_speech_weight", "semantic_weight", "acoustic_weight",
+                     "dpo_sft_weight", "pair_min_margin"):
+            check_range(f"train.{name}", getattr(self, name), 0.0)
+        for name in ("mix_weight", "lambda_max", "max_judge_failure_share", "min_lr_ratio", "sft_share"):
+            check_range(f"train.{name}", getattr(self, name), 0.0, 1.0)
+        for name in ("adam_beta1", "adam_beta2", "ema_alpha"):
+            check_range(f"train.{name}", getattr(self, name), 0.0, 1.0, high_open=True)
+        check_range("train.top_p", self.top_p, 0.0, 1.0, low_open=True)
+        check_range("train.reward_threshold", self.reward_threshold)
+        if self.speech_temperature is not None:
+            check_range("train.speech_temperature", self.speech_temperature, 0.0, low_open=True)
+        if self.speech_top_p is not None:
+            check_range("train.speech_top_p", self.speech_top_p, 0.0, 1.0, low_open=True)
         if self.algorithm != "sft":
             if self.anchor and self.mixer == "none":
                 raise ConfigError("train.anchor is true but train.mixer is 'none': set mixer=fixed (mix_weight) or "
@@ -126,8 +149,9 @@ class TrainConfig:
                                   "set mixer=none or anchor=true")
         if self.algorithm == "sft" and not self.anchor:
             raise ConfigError("train.algorithm=sft trains the anchor only: set anchor=true")
-        if self.algorithm == "grpo" and self.group_size < 2:
-            raise ConfigError("train.group_size: GRPO needs >= 2 responses per prompt for a group advantage")
+        if self.algorithm in ("grpo", "dpo") and self.group_size < 2:
+            raise ConfigError(f"train.group_size: {self.algorithm} needs >= 2 responses per prompt (a group advantage "
+                              f"or a chosen/rejected pair), got {self.group_size}")
 
     @property
     def uses_reference(self) -> bool:
@@ -175,6 +199,7 @@ def resolve_config(profile: dict[str, Any], recipe: dict[str, Any], overrides: d
     ``where`` names the recipe's file in errors (an unknown key names the file and suggests the right key)."""
     prof_over, train_over = split_overrides(overrides)
     profile = deep_update(profile, prof_over)
+    check_sections(profile, "profile")
     base = dict(profile.get("train") or {})
     check_keys(base, "profile train")  # a typo is reported against the file that holds it
     check_keys(recipe, where)
@@ -202,3 +227,15 @@ def load_recipe(preset: str | None, config: str | Path | None) -> tuple[dict[str
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     """The config as a plain dict (for checkpoints and run records)."""
     return dataclasses.asdict(cfg)
+
+
+RESUME_FREE = ("progress", "save_every", "keep_checkpoints")  # keys a resumed run may change
+
+
+def check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: str) -> None:
+    """ConfigError when a checkpoint's config differs from ``cfg`` in a key that changes the run."""
+    now = config_dict(cfg)
+    diff = sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
+    if diff:
+        raise ConfigError(f"{where}: written with a different config (keys {diff}); resume with the same preset and "
+                          "overrides or pick a new --out directory")

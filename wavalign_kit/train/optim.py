@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -30,3 +31,10 @@ def build_optimizer(params, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, to
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_cosine(s, warmup=cfg.warmup_steps, total=cfg.steps, floor=cfg.min_lr_ratio))
     return opt, sched
+
+
+def step_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Advance the schedule once per optimiser step, also after a step that skipped its update."""
+    with warnings.catch_warnings():  # torch warns when the optimizer did not step first; that is intended here
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        scheduler.step()

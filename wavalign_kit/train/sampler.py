@@ -38,6 +38,12 @@ class PromptSampler:
             self.offset += n
         return out
 
+    def micro_batches(self, examples: list, prompts: int, count: int, rank: int = 0, processes: int = 1) -> list[list]:
+        """``count`` micro-batches of ``prompts`` examples for process ``rank`` (every process draws the same global
+        order and takes its own slice)."""
+        return [[examples[i] for i in self.take(prompts * processes)[rank * prompts: (rank + 1) * prompts]]
+                for _ in range(count)]
+
     def state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "offset": self.offset}
 

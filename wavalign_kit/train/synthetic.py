@@ -31,7 +31,13 @@ class SyntheticWorld:
     root: str = "synthetic"
 
     def split(self, name: str) -> list[Example]:
+        if name not in self.splits:
+            raise ValueError(f"split={name!r}: the synthetic world has {sorted(self.splits)}")
         return self.splits[name]
+
+    def build_reward(self, spec: Any) -> CompositeReward:
+        """The synthetic world scores with its own two judges whatever ``train.reward`` names."""
+        return synthetic_reward()
 
 
 def _example(rng: np.random.Generator, i: int, num_units: int, units_per_word: int) -> Example:

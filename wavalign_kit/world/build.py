@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wavalign_kit.config import ConfigError, deep_update, from_dict, load_profile, parse_overrides
+from wavalign_kit.paths import Workspace
 from wavalign_kit.speech import SAMPLE_RATE, STYLES, Synthesizer, read_wav
 from wavalign_kit.world.corpus import (
     evaluator_sentences,
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     """``wavalign world --profile {smoke,cpu,gpu} --out DIR [-p key=value ...] [--overwrite] [--threads N]``."""
     parser = argparse.ArgumentParser(prog="wavalign world", description="build (or reuse) the embedded world")
     parser.add_argument("--profile", default="smoke", help="smoke, cpu, gpu or a profile YAML path")
-    parser.add_argument("--out", default=None, help="world directory (default data/worlds/<profile>)")
+    parser.add_argument("--out", default=None, help="world directory (default data/<profile>/world)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="override a world: key, e.g. -p train_size=500 (a leading 'world.' is optional)")
     parser.add_argument("--overwrite", action="store_true", help="rebuild a world built with another config")
@@ -324,21 +324,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU threads for torch / k-means (0: the libraries' defaults; 1 is fastest for the "
                              "tiny evaluator models on a busy machine)")
     args = parser.parse_args(argv)
-    out = Path(args.out or f"data/worlds/{Path(args.profile).stem}")
-    try:
-        cfg = world_config(args.profile, parse_overrides([p.removeprefix("world.") for p in args.param]))
-        if args.threads > 0:
-            import torch
-            from threadpoolctl import threadpool_limits
+    out = Path(args.out) if args.out else Workspace.cache(Path(args.profile).stem).world
+    cfg = world_config(args.profile, parse_overrides([p.removeprefix("world.") for p in args.param]))
+    if args.threads > 0:
+        import torch
+        from threadpoolctl import threadpool_limits
 
-            torch.set_num_threads(args.threads)
-            with threadpool_limits(limits=args.threads):
-                summary = build_world(cfg, out, overwrite=args.overwrite)
-        else:
+        torch.set_num_threads(args.threads)
+        with threadpool_limits(limits=args.threads):
             summary = build_world(cfg, out, overwrite=args.overwrite)
-    except ConfigError as err:
-        print(f"wavalign world: error: {err}", file=sys.stderr)
-        return 2
+    else:
+        summary = build_world(cfg, out, overwrite=args.overwrite)
     figures = {k: summary[k] for k in ("recognizer_wer", "style_accuracy") if k in summary}
     r = summary["units_per_text_token"]
     print(f"[world] {out}: evaluators on held-out speech: "

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wavalign_kit.judge import SYSTEM_PROMPTS, judge_prompt
+from wavalign_kit.rewards.judges import SYSTEM_PROMPTS, judge_prompt
 
 SCORE_TOKENS = ("1", "2", "3", "4", "5")
 

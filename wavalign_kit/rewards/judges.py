@@ -1,7 +1,7 @@
 """What a 1..5 judge is asked (holistic / semantic / acoustic prompts) and how its answer is read.
 
-Shared by the OpenAI-compatible API judge (`judge_api.ApiJudge`) and the local Hugging Face judge
-(`judge_hf.HFJudge`).  Scores follow the paper's judge scale: 1 (worst) .. 5 (best).
+Shared by the OpenAI-compatible API judge (`rewards.api.ApiJudge`) and the local Hugging Face judge
+(`rewards.hf.HFJudge`).  Scores follow the paper's judge scale: 1 (worst) .. 5 (best).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from typing import Literal
 
 JudgeKind = Literal["holistic", "semantic", "acoustic"]
-JUDGE_KINDS: tuple[str, ...] = ("holistic", "semantic", "acoustic")
+JUDGE_KINDS: tuple[str, ...] = ("holistic", "semantic", "acoustic")   # the rubrics a judge can be asked
 SCORE_MIN, SCORE_MAX = 1.0, 5.0
 
 _ANSWER_FORMAT = 'Reply with the score only, as "Score: N" with N an integer from 1 to 5.'

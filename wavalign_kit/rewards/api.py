@@ -3,11 +3,12 @@
 The judge receives the question, the answer's text channel and, for holistic / acoustic judging, the answer's
 audio as a base64 WAV ``input_audio`` part written at the audio's TRUE sample rate.  Calls run concurrently in
 a bounded thread pool; a failed call (timeout, HTTP error after retries, unparsable or out-of-range score)
-scores ``default_score``, is logged and counted (``last_failures`` -> `RewardResult.failures`), and a batch in
-which more than ``max_failure_share`` of the calls fail raises `JudgeError`.
+scores ``default_score``, is logged and counted in the returned `JudgeScores`; `CompositeReward` stops a step in
+which more than ``train.max_judge_failure_share`` of the calls failed.
 
 The API key is read from the environment variable ``api_key_env`` (default ``WAVALIGN_JUDGE_API_KEY``) at each
-request; it is never stored on an object, logged or written anywhere.
+request; it is never stored on an object, logged or written anywhere, and it never leaves the endpoint's origin:
+the client follows no redirect (a redirect is a failed call naming its target).
 """
 
 from __future__ import annotations
@@ -29,19 +30,32 @@ from typing import Any
 
 import numpy as np
 
-from wavalign_kit.judge import SYSTEM_PROMPTS, ScoreParseError, check_kind, judge_prompt, parse_score
+from wavalign_kit.errors import KitError
+from wavalign_kit.rewards.base import JudgeScores
+from wavalign_kit.rewards.judges import SYSTEM_PROMPTS, ScoreParseError, check_kind, judge_prompt, parse_score
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_KEY_ENV = "WAVALIGN_JUDGE_API_KEY"
 
 
-class JudgeError(RuntimeError):
-    """Too many judge calls in one batch failed (or the judge is misconfigured)."""
+class JudgeError(KitError, RuntimeError):
+    """The judge is misconfigured (e.g. its API key is missing from the environment)."""
 
 
 class JudgeCallError(RuntimeError):
     """One judge request failed for good (after its retries)."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: following one would send the request (and its Authorization header) elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 (urllib's hook)
+        raise JudgeCallError(f"judge endpoint answered HTTP {code} redirecting to {newurl}; the client follows no "
+                             "redirect (the API key must not leave its origin): set base_url to the final address")
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def wav_base64(audio: np.ndarray, sample_rate: int) -> str:
@@ -98,7 +112,7 @@ class JudgeClient:
     def _post_once(self, payload: bytes) -> str:
         url = self.base_url.rstrip("/") + "/chat/completions"
         request = urllib.request.Request(url, data=payload, headers=self._headers(), method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+        with _OPENER.open(request, timeout=self.timeout) as response:
             body = json.loads(response.read().decode("utf-8"))
         try:
             content = body["choices"][0]["message"]["content"]
@@ -137,7 +151,7 @@ class ApiJudge:
     ``kind``: "holistic" (channel semantic, sends audio), "semantic" (text only), "acoustic" (sends audio)."""
 
     def __init__(self, client: JudgeClient, kind: str = "holistic", *, name: str | None = None,
-                 max_workers: int = 8, default_score: float = 3.0, max_failure_share: float = 0.5):
+                 max_workers: int = 8, default_score: float = 3.0):
         self.client = client
         self.kind = check_kind(kind)
         self.name = name or f"api_{kind}"
@@ -145,12 +159,8 @@ class ApiJudge:
         self.needs_audio = kind != "semantic"
         if max_workers < 1:
             raise ValueError(f"ApiJudge max_workers must be >= 1, got {max_workers}")
-        if not 0.0 <= max_failure_share <= 1.0:
-            raise ValueError(f"ApiJudge max_failure_share must be in [0, 1], got {max_failure_share}")
         self.max_workers = max_workers
         self.default_score = float(default_score)
-        self.max_failure_share = max_failure_share
-        self.last_failures = 0
         self.total_failures = 0
         self.total_calls = 0
 
@@ -177,15 +187,11 @@ class ApiJudge:
             logger.warning("%s: call %d failed (%s); scoring it %.2f", self.name, index, err, self.default_score)
             return self.default_score, str(err)
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any]) -> list[float]:
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any]) -> JudgeScores:
         requests = [self.messages(ex, c) for ex, c in zip(prompts, completions)]
         with ThreadPoolExecutor(max_workers=min(self.max_workers, max(1, len(requests)))) as pool:
             results = list(pool.map(self._score_one, range(len(requests)), requests))
         errors = [err for _, err in results if err is not None]
-        self.last_failures = len(errors)
         self.total_failures += len(errors)
         self.total_calls += len(results)
-        if results and len(errors) > self.max_failure_share * len(results):
-            raise JudgeError(f"{self.name}: {len(errors)} of {len(results)} judge calls failed (more than "
-                             f"max_failure_share={self.max_failure_share}); first error: {errors[0]}")
-        return [score for score, _ in results]
+        return JudgeScores([score for score, _ in results], len(errors), errors[0] if errors else None)

@@ -1,0 +1,99 @@
+"""What every numbered notebook does first (`setup`) and the displays they share; no method logic lives here.
+
+A notebook's ``parameters`` cell declares ``out_dir``, ``profile``, ``config`` and the pipeline parameters it
+reads, each defaulting to None: `setup` takes every None from the profile's ``pipeline`` section (``seed`` from
+the profile's top level), so the defaults live in one place, the profile, and papermill overrides any of them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wavalign_kit.paths import Workspace
+
+
+@dataclass
+class Notebook:
+    """A notebook's resolved state: the merged profile, its parameters, its workspace and world. Parameters
+    read as attributes (``nb.seeds``, ``nb.architectures``)."""
+
+    cfg: dict[str, Any]
+    params: dict[str, Any]
+    ws: Workspace
+    world: Any
+
+    def __getattr__(self, name: str) -> Any:
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"notebook parameter {name!r} is not declared; known: {sorted(params)}")
+
+    def base_model(self, arch: str):
+        """The base model of ``arch`` (the real model at ``model_path``, else the workspace's warm start)."""
+        from wavalign_kit.workspace import load_base_model
+
+        return load_base_model(self.cfg, arch, self.ws, self.params.get("model_path") or "")
+
+    def train_config(self, preset: str | None = None, **overrides: Any):
+        """The training config of the profile (and ``preset``), with ``overrides``."""
+        from wavalign_kit.config import load_yaml
+        from wavalign_kit.train.config import preset_path, resolve_config
+
+        recipe = load_yaml(preset_path(preset)) if preset else {}
+        return resolve_config(self.cfg, recipe, overrides)[0]
+
+
+def resolve_parameters(cfg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Each parameter given as None takes the profile's value (``seed``: top level; others: ``pipeline``)."""
+    defaults = {**(cfg.get("pipeline") or {}), "seed": cfg.get("seed", 0)}
+    missing = sorted(k for k, v in params.items() if v is None and k not in defaults)
+    if missing:
+        raise ValueError(f"notebook parameters {missing} are None and the profile's pipeline section has no value "
+                         "for them; set them in the parameters cell or with `wavalign pipeline -p NAME VALUE`")
+    return {k: defaults[k] if v is None else v for k, v in params.items()}
+
+
+def setup(*, out_dir: str, profile: str, config: dict | None = None, **params: Any) -> Notebook:
+    """Resolve the parameters, set torch threads, create the workspace's output folders and build (or reuse) the
+    world. ``params``: the notebook's other parameters (None = the profile's value)."""
+    import torch
+
+    from wavalign_kit.pipeline import notebook_config
+    from wavalign_kit.workspace import prepare_world
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    cfg = notebook_config(profile, config)
+    resolved = resolve_parameters(cfg, params)
+    torch.set_num_threads(int(resolved.get("num_threads") or 1))
+    ws = Workspace(Path(out_dir).resolve()).make_dirs()
+    world = prepare_world(cfg, ws, resolved.get("world_dir") or "")
+    return Notebook(cfg, resolved, ws, world)
+
+
+def play(wav: np.ndarray, sample_rate: int, path: str | Path, caption: str = "") -> Path:
+    """Save a waveform as WAV at ``path`` and show it with an audio player under ``caption`` (Markdown)."""
+    from IPython.display import Audio, Markdown, display
+
+    from wavalign_kit.speech import write_wav
+
+    out = write_wav(path, wav, sample_rate, normalize=True)
+    if caption:
+        display(Markdown(caption))
+    display(Audio(np.asarray(wav, dtype=np.float32), rate=sample_rate))
+    return out
+
+
+def answer(model, example: Any, codec: Any, sampling: Any, *, seed: int = 0) -> tuple[str, np.ndarray, np.ndarray]:
+    """One sampled answer of ``model`` to ``example``: (text channel, speech units, decoded waveform; 0.1 s of
+    silence when it spoke no unit)."""
+    max_new = 2 * len(model.encode_response(example.target_text, example.target_units)) + 8
+    rollout = model.generate([example], num_samples=1, text_sampling=sampling, speech_sampling=sampling,
+                             max_new_tokens=max_new, seed=seed)
+    units = np.asarray(rollout.units[0])
+    wav = codec.decode(units) if len(units) else np.zeros(int(0.1 * codec.sample_rate), dtype=np.float32)
+    return rollout.texts[0], units, wav
