@@ -6,7 +6,7 @@ OUT     ?= results/$(PROFILE)
 # The verified torch build; on a CUDA machine pass e.g. TORCH_SPEC="torch==2.13.0" with your CUDA index.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: pipeline test lint clean-venv
+.PHONY: pipeline test test-fast lint clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	@python3 -c 'import sys; assert sys.version_info >= (3, 10), "wavalign-kit needs Python 3.10+"'
@@ -22,6 +22,10 @@ pipeline: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider
+
+# The inner loop: every test not marked slow, no notebooks (under two minutes on 2 cores).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q tests -m "not slow" -p no:cacheprovider
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wavalign_kit tests benchmarks

@@ -1,4 +1,5 @@
-"""Shared session fixtures: the smoke world, built once per test session into a pytest temporary directory."""
+"""Shared session fixtures: the synthetic stand-in world (the one fake world of the tests) and the smoke world,
+built once per test session into a pytest temporary directory."""
 
 from __future__ import annotations
 
@@ -32,3 +33,15 @@ def smoke_world(smoke_world_dir):
     from wavalign_kit.world import load_world
 
     return load_world(smoke_world_dir)
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """The synthetic stand-in world (`train.synthetic`): 32 spoken-arithmetic train examples, 8 per other split,
+    word-coded units with exact fake evaluators; single-threaded torch for the tiny models."""
+    import torch
+
+    from wavalign_kit.train.synthetic import synthetic_world
+
+    torch.set_num_threads(1)
+    return synthetic_world(32)

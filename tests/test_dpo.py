@@ -8,19 +8,18 @@ import torch
 
 from wavalign_kit.config import ConfigError, load_yaml
 from wavalign_kit.models import build_model
-from wavalign_kit.train.config import preset_path, resolve_config
 from wavalign_kit.train import dpo
+from wavalign_kit.train.config import preset_path, resolve_config
 from wavalign_kit.train.metrics_log import read_metrics
-from wavalign_kit.train.synthetic import synthetic_reward, synthetic_world
+from wavalign_kit.train.synthetic import synthetic_reward
 from wavalign_kit.train.trainer import Trainer
 
 SMALL = {"steps": 2, "prompts_per_step": 2, "max_new_tokens": 24, "progress": False}
 
 
-@pytest.fixture(scope="module")
-def world():
-    torch.set_num_threads(1)
-    return synthetic_world(16)
+@pytest.fixture
+def world(synthetic):
+    return synthetic
 
 
 def setup(world, preset, **over):

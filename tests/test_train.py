@@ -18,17 +18,16 @@ from wavalign_kit.train import grpo
 from wavalign_kit.train.config import TrainConfig, known_presets, preset_path, resolve_config
 from wavalign_kit.train.metrics_log import BASE_COLUMNS, read_metrics
 from wavalign_kit.train.rollout import ScoredRollout
-from wavalign_kit.train.synthetic import AnswerJudge, synthetic_reward, synthetic_world
+from wavalign_kit.train.synthetic import AnswerJudge, synthetic_reward
 from wavalign_kit.train.trainer import Trainer
 
 SMALL = {"steps": 3, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 24, "save_every": 10,
          "progress": False}
 
 
-@pytest.fixture(scope="module")
-def world():
-    torch.set_num_threads(1)
-    return synthetic_world(32)
+@pytest.fixture
+def world(synthetic):
+    return synthetic
 
 
 def make(world, preset: str | None = None, arch: str = "interleaved", **over):

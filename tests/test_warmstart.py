@@ -4,10 +4,7 @@ exactly, figures are written."""
 from __future__ import annotations
 
 import json
-import zlib
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,63 +12,14 @@ from wavalign_kit.models import SpokenDialogueModel
 from wavalign_kit.models import warmstart as ws
 from wavalign_kit.train import sft
 from wavalign_kit.train.checkpoint import latest_checkpoint
-from wavalign_kit.world.schema import Example
-from wavalign_kit.world.tokenizer import build_tokenizer
 
-NUMBERS = "zero one two three four five six seven eight nine".split()
-UNITS = 16
-
-
-def word_units(word: str) -> list[int]:
-    """Each word is 'spoken' as a fixed sequence of three units."""
-    h = zlib.crc32(word.encode())
-    return [(h >> s) % UNITS for s in (0, 5, 10)]
-
-
-class Recognizer:
-    """Reads units back into words by the fixed word -> units code (a perfect recogniser of this world)."""
-
-    def __init__(self, words):
-        self.code = {tuple(word_units(w)): w for w in words}
-
-    def transcribe(self, units_list):
-        return [" ".join(self.code.get(tuple(int(x) for x in u[i:i + 3]), "?") for i in range(0, len(u) - 2, 3))
-                for u in units_list]
-
-
-class Style:
-    styles = ["neutral", "happy"]
-
-    def predict(self, units_list):
-        return ["neutral"] * len(units_list)
-
-
-def make_world():
-    rng = np.random.default_rng(0)
-    words = NUMBERS + ["what", "is", "plus"]
-    def example(i):
-        a, b = rng.integers(0, 5, size=2)
-        answer = NUMBERS[a + b]
-        q = f"what is {NUMBERS[a]} plus {NUMBERS[b]}"
-        units = np.array(word_units(answer), dtype=np.int64)
-        return Example(id=f"ex{i}", task="arithmetic", task_type="t2s", question_text=q, prompt_units=None,
-                       target_text=answer, target_units=units, style="neutral", answer=answer,
-                       check={"type": "contains", "answer": answer})
-    splits = {"train": [example(i) for i in range(64)], "valid": [example(i) for i in range(8)],
-              "test": [example(i) for i in range(6)]}
-    return SimpleNamespace(root="synthetic", tokenizer=build_tokenizer(words, UNITS),
-                           codec=SimpleNamespace(num_units=UNITS), split=splits.__getitem__,
-                           evaluators=SimpleNamespace(recognizer=Recognizer(words), style=Style()))
-
-
-CFG = dict(size="smoke", steps=12, batch_size=8, lr=5e-3, warmup_steps=2, eval_every=6, valid_examples=8,
+CFG = dict(size="smoke", steps=16, batch_size=8, lr=5e-3, warmup_steps=2, eval_every=6, valid_examples=8,
            checkpoint_every=4, eval_examples=6, eval_batch=6, max_new_tokens=24)
 
 
 @pytest.fixture(scope="module")
-def world():
-    torch.set_num_threads(1)
-    return make_world()
+def world(synthetic):
+    return synthetic
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +31,10 @@ def finished(world, tmp_path_factory):
 def test_warmstart_lowers_the_loss_and_writes_its_outputs(finished):
     out, summary = finished
     rows = json.loads((out / ws.SUMMARY).read_text())
-    assert rows["steps"] == 12 and summary["final_loss"] < 0.6 * summary["first_loss"]
+    assert rows["steps"] == 16 and summary["final_loss"] < 0.6 * summary["first_loss"]
     for name in ("loss.csv", "loss.png", "wavalign_model.json", "model.safetensors", f"{ws.TRAINING}/metrics.csv"):
         assert (out / name).is_file(), name
-    assert latest_checkpoint(out / ws.TRAINING).name == "checkpoint-000012"
+    assert latest_checkpoint(out / ws.TRAINING).name == "checkpoint-000016"
     held = summary["heldout"]
     assert held["examples"] == 6 and 0.0 <= held["iq_text_accuracy"] <= 1.0
     assert 0.0 <= held["wer_speech_vs_text"] <= 1.0 and held["style_accuracy"] == 1.0
@@ -145,7 +93,7 @@ def test_warmstart_weights_text_tokens(world):
     """The warm start trains the anchor with text tokens weighted ``text_weight`` (token-mean over the targets)."""
     from wavalign_kit.models import build_model
 
-    model = build_model("interleaved", "smoke", world.tokenizer, num_units=UNITS)
+    model = build_model("interleaved", "smoke", world.tokenizer, num_units=world.num_units)
     batch = sft.target_batch(model, world.split("train")[:3])
     nll = -model.token_logprobs(batch)[0].detach()
     t, s = batch.text_mask, batch.speech_mask

@@ -157,8 +157,8 @@ def run_warmstart(world, arch: str, cfg: WarmstartConfig | dict, out_dir: str | 
         done = json.loads((out / SUMMARY).read_text())
         if done.get("settings") == settings:
             return done
-    model = build_model(arch, cfg.size, world.tokenizer, world.codec, ratio=mcfg.ratio,
-                        speech_delay=mcfg.speech_delay, seed=cfg.seed)
+    model = build_model(arch, cfg.size, world.tokenizer, world.codec, num_units=getattr(world, "num_units", None),
+                        ratio=mcfg.ratio, speech_delay=mcfg.speech_delay, seed=cfg.seed)
     start = time.perf_counter()
     train(train_config(cfg), model, world, out / TRAINING, log=lambda *_: None)
     train_seconds = time.perf_counter() - start

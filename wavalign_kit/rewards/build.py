@@ -116,6 +116,22 @@ def judge_from_options(name: str, options: dict[str, Any]) -> tuple[Any, float]:
     return ApiJudge(client, JUDGE_ENTRIES[name], **judge_opts), weight
 
 
+def check_reward_spec(spec: Any, where: str = "train.reward") -> None:
+    """ConfigError (with a suggestion) for a reward name that is neither an embedded reward nor a judge entry;
+    checked when a config is parsed, before any world or model loads."""
+    from wavalign_kit.config import suggest
+    from wavalign_kit.errors import ConfigError
+
+    try:
+        entries = _entries(spec)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    known = [*KNOWN_REWARDS, *JUDGE_ENTRIES]
+    for name, _ in entries:
+        if isinstance(name, str) and name not in known:
+            raise ConfigError(f"{where}: unknown reward {name!r}{suggest(name, known)}; known: {', '.join(known)}")
+
+
 def _entries(spec: str | dict | list) -> list[tuple[Any, Any]]:
     if isinstance(spec, str):
         return [(spec, 1.0)]

@@ -210,7 +210,7 @@ def resolve_config(profile: dict[str, Any], recipe: dict[str, Any], overrides: d
     merged = deep_update(deep_update(merged, SETUPS[setup]), train_over)
     cfg = from_dict(TrainConfig, merged, "train")
     if cfg.seed is None:
-        cfg.seed = int(profile.get("seed", 0))
+        cfg.seed = from_dict(TrainConfig, {"seed": profile.get("seed", 0)}, "profile").seed
     if cfg.arch is None:
         cfg.arch = (profile.get("models") or {}).get("arch", "interleaved")
     return cfg, profile

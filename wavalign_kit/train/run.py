@@ -40,6 +40,7 @@ def train(cfg: TrainConfig, model, world, out: str | Path, *, reward=None, accel
 def parse(argv: list[str] | None) -> tuple[TrainConfig, dict[str, Any], str, argparse.Namespace]:
     """Resolve and check the whole configuration (train, models, world sections) before anything is loaded."""
     from wavalign_kit.models import ModelsConfig
+    from wavalign_kit.rewards.build import check_reward_spec
     from wavalign_kit.world import world_config
 
     parser = argparse.ArgumentParser(prog="wavalign train", description="post-train a spoken dialogue model")
@@ -54,6 +55,8 @@ def parse(argv: list[str] | None) -> tuple[TrainConfig, dict[str, Any], str, arg
     cfg, profile = resolve_config(profile, recipe, parse_overrides(args.overrides), where)
     models = {k: v for k, v in (profile.get("models") or {}).items() if k != "layout"}
     from_dict(ModelsConfig, models, "models")
+    if cfg.world_path != "synthetic":  # the synthetic stand-in brings its own rewards
+        check_reward_spec(cfg.reward)
     if cfg.world_path is None:
         world_config(profile)
     return cfg, profile, str(profile.get("profile") or Path(args.profile).stem), args
