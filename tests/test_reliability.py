@@ -31,7 +31,6 @@ from wavalign_kit.train.checkpoint import latest_checkpoint, run_lock
 from wavalign_kit.train.config import preset_path, resolve_config
 from wavalign_kit.train.metrics_log import read_metrics
 from wavalign_kit.train.run import train
-from wavalign_kit.train.synthetic import synthetic_reward
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTH = ["world_path=synthetic", "prompts_per_step=2", "max_new_tokens=24", "progress=false"]
