@@ -72,6 +72,15 @@ def test_gradient_interference_matches_hand_gradient():
     assert out["grad_norm_speech"] == pytest.approx(float(gs.norm()), rel=1e-5)
     assert out["cosine"] == pytest.approx(float(gt @ gs / (gt.norm() * gs.norm())), rel=1e-5)
     assert out["per_parameter"]["name"].tolist() == ["w"]
+    # the full-token normalisation: the two parts share the full count and add up to the full-token gradient
+    full = gradient_interference(logp, adv, text, speech, group_size=B, params=[("w", w)], normalisation="full")
+    frac_text, frac_speech = 2 / 5, 3 / 5              # each row: 2 text and 3 speech tokens of 5
+    assert full["grad_norm_text"] == pytest.approx(frac_text * float(gt.norm()), rel=1e-5)
+    assert full["grad_norm_speech"] == pytest.approx(frac_speech * float(gs.norm()), rel=1e-5)
+    all_tokens = hand(text | speech)
+    assert torch.allclose(frac_text * gt + frac_speech * gs, all_tokens, atol=1e-6)
+    with pytest.raises(ValueError, match="normalisation"):
+        gradient_interference(logp, adv, text, speech, group_size=B, params=[("w", w)], normalisation="sum")
 
 
 def test_shared_parameters_skip_embeddings_and_heads():

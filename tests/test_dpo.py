@@ -34,6 +34,10 @@ def test_offline_first_step_loss_is_log2(world, tmp_path):
     assert float(rows[0]["loss_dpo"]) == pytest.approx(math.log(2), abs=1e-5)   # policy == reference
     assert float(rows[0]["pairs"]) == 2 and rows[0]["reward_mean"] == ""
     assert float(rows[1]["loss_dpo"]) < math.log(2)                                 # one step moves it
+    # DPO's drift figure is the chosen responses' log-prob drop below the reference, not a KL
+    assert all(r["kl_text"] == "" and r["kl_speech"] == "" for r in rows)
+    assert float(rows[0]["chosen_logp_drop_text"]) == pytest.approx(0.0, abs=1e-5)
+    assert float(rows[1]["chosen_logp_drop_text"]) != pytest.approx(0.0, abs=1e-6)
 
 
 def test_channel_mask_changes_the_sequence_logps(world):

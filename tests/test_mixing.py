@@ -94,3 +94,37 @@ def test_bad_rewards(bad, name):
     for mixer in (AdaptiveMixer(), FixedMixer(0.5)):
         with pytest.raises(ValueError, match=name):
             mixer.update(bad)
+
+
+def test_the_gate_reads_every_reward_scale_as_the_1_to_5_scale_it_was_calibrated_for():
+    """Summed judges (2..10, the routed preset) and 0/1 verifiers gate like the same groups on 1..5."""
+    on_1_5 = AdaptiveMixer(use_ema=False)
+    on_1_5.update([[3, 3, 1, 1]])
+    summed = AdaptiveMixer(use_ema=False, reward_range=(2.0, 10.0))
+    summed.update([[6, 6, 2, 2]])
+    assert summed.stats == pytest.approx(on_1_5.stats)
+    binary = AdaptiveMixer(use_ema=False, reward_range=(0.0, 1.0))
+    binary.update([[1, 0, 0, 1]])
+    assert binary.stats["reward_gate"] > 0.99 and binary.stats["lambda_raw"] == pytest.approx(0.8 * binary.stats["reward_gate"])
+    unscaled = AdaptiveMixer(use_ema=False)               # the old behaviour: a 0/1 reward read as 1..5
+    unscaled.update([[1, 0, 0, 1]])
+    assert unscaled.stats["reward_gate"] < 1e-4 and unscaled.stats["lambda_raw"] < 1e-4
+    with pytest.raises(ValueError, match="reward_range"):
+        AdaptiveMixer(reward_range=(1.0, 1.0))
+
+
+def test_a_config_declares_the_range_or_the_rewards_do():
+    from types import SimpleNamespace
+
+    from wavalign_kit.mixing import gate_settings, reward_range
+    from wavalign_kit.rewards import build_reward
+
+    cfg = SimpleNamespace(reward_range=None, lambda_max=0.8, gate_slope=5.0, reward_threshold=3.0, reward_scale=4.0)
+    routed = build_reward({"semantic_judge": 1.0, "acoustic_judge": 1.0},
+                          evaluators=SimpleNamespace(recognizer=object(), style=object(), unit_lm=object()),
+                          naturalness_ref=0.0, naturalness_floor=-1.0)
+    assert reward_range(cfg, routed) == (2.0, 10.0)
+    assert gate_settings(SimpleNamespace(**{**vars(cfg), "reward_range": [0.0, 1.0]}), routed)["reward_range"] == (0.0, 1.0)
+    said: list[str] = []
+    undeclared = SimpleNamespace(score_range=None, names=["mine"])
+    assert reward_range(cfg, undeclared, said.append) == (1.0, 5.0) and "declare no score_range" in said[0]

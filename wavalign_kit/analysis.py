@@ -73,20 +73,22 @@ def shared_parameters(module: torch.nn.Module) -> list[tuple[str, torch.nn.Param
 
 
 def gradient_interference(logp: Tensor, advantages: Tensor, text_mask: Tensor, speech_mask: Tensor, *,
-                          group_size: int, params: Sequence[tuple[str, torch.nn.Parameter]]) -> dict[str, Any]:
+                          group_size: int, params: Sequence[tuple[str, torch.nn.Parameter]],
+                          normalisation: str = "channel") -> dict[str, Any]:
     """Norms and cosine of the text-token and speech-token gradients of the RL loss on ``params``.
 
     ``logp`` (B, N) must carry the graph to ``params``; ``advantages`` (B,) per response. The RL loss is
-    `train.grpo.rl_loss` with M_RL = text tokens, then with M_RL = speech tokens (`train.grpo.channel_grads`, the
-    same function the trainer's ``grad_norm_per_channel`` uses). Returns overall ``grad_norm_text``,
-    ``grad_norm_speech``, ``norm_ratio`` (text / speech), ``cosine``, and a per-parameter frame (``name``,
-    ``norm_text``, ``norm_speech``, ``cosine``).
+    `train.grpo.rl_loss` restricted to text tokens, then to speech tokens (`train.grpo.channel_grads`, the same
+    function the trainer's ``grad_norm_per_channel`` uses), each normalised by its own token count
+    (``normalisation="channel"``) or both by the full response's (``"full"``: the two parts of the full-token
+    loss's gradient). Returns overall ``grad_norm_text``, ``grad_norm_speech``, ``norm_ratio`` (text / speech),
+    ``cosine``, and a per-parameter frame (``name``, ``norm_text``, ``norm_speech``, ``cosine``).
     """
     from wavalign_kit.train.grpo import channel_grads, grad_norm
 
     names, tensors = [n for n, _ in params], [p for _, p in params]
-    grads = channel_grads(logp, advantages, text_mask | speech_mask, tensors, group_size=group_size,
-                          text_mask=text_mask, speech_mask=speech_mask)
+    grads = channel_grads(logp, advantages, text_mask | speech_mask, tensors, normalisation=normalisation,
+                          group_size=group_size, text_mask=text_mask, speech_mask=speech_mask)
     empty = (None,) * len(tensors)
     text, speech = grads.get("text", empty), grads.get("speech", empty)
     per_param = pd.DataFrame({

@@ -70,6 +70,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected a mapping, got {value!r}")
     if origin in (list, tuple) and isinstance(value, str):
         value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint) or (Any,)
+        return [v if item is Any else _coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is typing.Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:

@@ -43,7 +43,8 @@ class FixedMixer:
 
 
 class AdaptiveMixer:
-    """WavAlign's adaptive lambda (DESIGN.md:44-49), per prompt group with rewards r on a 1..5 scale:
+    """WavAlign's adaptive lambda (DESIGN.md:44-49), per prompt group with rewards r on a 1..5 scale (rewards on
+    another declared ``reward_range`` (low, high) are first mapped onto it: r -> 1 + 4 (r - low) / (high - low)):
 
     - info_gate   = clip(var(r) / reward_scale, 0, 1), population variance            (DESIGN.md:45)
     - reward_gate = sigmoid(gate_slope * (max(r) - reward_threshold))                    (DESIGN.md:46)
@@ -60,7 +61,8 @@ class AdaptiveMixer:
     """
 
     def __init__(self, lambda_max: float = 0.8, ema_alpha: float = 0.9, gate_slope: float = 5.0,
-                 reward_threshold: float = 3.0, reward_scale: float = 4.0, use_ema: bool = True) -> None:
+                 reward_threshold: float = 3.0, reward_scale: float = 4.0, use_ema: bool = True,
+                 reward_range: tuple[float, float] = (1.0, 5.0)) -> None:
         if not 0.0 <= lambda_max <= 1.0:
             raise ValueError(f"lambda_max: must lie in [0, 1], got {lambda_max}")
         if not 0.0 <= ema_alpha < 1.0:
@@ -69,6 +71,10 @@ class AdaptiveMixer:
             raise ValueError(f"reward_scale: must be > 0 (the maximum reward variance, 4 on a 1..5 scale), got {reward_scale}")
         if gate_slope <= 0:
             raise ValueError(f"gate_slope: must be > 0, got {gate_slope}")
+        low, high = (float(x) for x in reward_range)
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"reward_range: expected (low, high) with low < high, got {reward_range}")
+        self.reward_range = (low, high)
         self.lambda_max, self.ema_alpha, self.gate_slope = float(lambda_max), float(ema_alpha), float(gate_slope)
         self.reward_threshold, self.reward_scale, self.use_ema = float(reward_threshold), float(reward_scale), use_ema
         self.lambda_prev: float | None = None
@@ -82,7 +88,10 @@ class AdaptiveMixer:
     def update(self, group_rewards: Sequence[Sequence[float]]) -> float:
         """One optimiser step: the gathered reward groups of all processes -> this step's lambda."""
         rows = []
+        low, high = self.reward_range
         _, variances, maxima = group_moments(group_rewards)
+        maxima = 1.0 + 4.0 * (maxima - low) / (high - low)            # onto the gate's 1..5 scale
+        variances = variances * (4.0 / (high - low)) ** 2
         for reward_max, reward_var in zip(maxima.tolist(), variances.tolist()):
             info_gate = min(max(reward_var / self.reward_scale, 0.0), 1.0)
             reward_gate = self._sigmoid(self.gate_slope * (reward_max - self.reward_threshold))
@@ -102,7 +111,7 @@ class AdaptiveMixer:
         return {"kind": "adaptive", "lambda_prev": self.lambda_prev, "steps": self.steps, "value": self.value,
                 "config": {"lambda_max": self.lambda_max, "ema_alpha": self.ema_alpha, "gate_slope": self.gate_slope,
                            "reward_threshold": self.reward_threshold, "reward_scale": self.reward_scale,
-                           "use_ema": self.use_ema}}
+                           "use_ema": self.use_ema, "reward_range": list(self.reward_range)}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the EMA state (lambda_prev, steps); the mixer keeps its own configuration."""
@@ -128,20 +137,36 @@ def build_mixer(kind: Literal["none", "fixed", "adaptive"], **kw: Any) -> FixedM
     return cls(**kw)
 
 
-def gate_settings(cfg: Any) -> dict[str, float]:
+PAPER_RANGE = (1.0, 5.0)   # the judge scale the gate's defaults were set for
+
+
+def reward_range(cfg: Any, reward: Any, log: Any = None) -> tuple[float, float]:
+    """The range the gate reads rewards on: ``train.reward_range`` when declared, else the reward functions'
+    declared ``score_range``, else the paper's 1..5 judge scale (said through ``log``; the trainer logs the share
+    of rewards outside the range in metrics.csv)."""
+    declared = cfg.reward_range or getattr(reward, "score_range", None)
+    if declared is None and log is not None:
+        log(f"[train] warning: the rewards {reward.names} declare no score_range; the gate assumes 1..5 (set "
+            "train.reward_range=[low,high]); reward_out_of_range in metrics.csv shows how often that is wrong")
+    low, high = declared or PAPER_RANGE
+    return float(low), float(high)
+
+
+def gate_settings(cfg: Any, reward: Any) -> dict[str, Any]:
     """The adaptive gate's settings in a training config (``lambda_max``, ``gate_slope``, ``reward_threshold``,
-    ``reward_scale``): what `AdaptiveMixer` and the notebooks' gate figures take."""
-    return {k: getattr(cfg, k) for k in ("lambda_max", "gate_slope", "reward_threshold", "reward_scale")}
+    ``reward_scale``) and the reward range it reads: what `AdaptiveMixer` and the notebooks' gate figures take."""
+    keys = ("lambda_max", "gate_slope", "reward_threshold", "reward_scale")
+    return {**{k: getattr(cfg, k) for k in keys}, "reward_range": reward_range(cfg, reward)}
 
 
-def mixer_for(cfg: Any) -> FixedMixer | AdaptiveMixer:
+def mixer_for(cfg: Any, reward: Any = None) -> FixedMixer | AdaptiveMixer:
     """The mixer a training config asks for (``mixer``: none -> lambda 1, fixed -> ``mix_weight``, adaptive -> the
-    gate of `gate_settings` with ``ema_alpha`` and ``use_ema``)."""
+    gate of `gate_settings` over ``reward`` with ``ema_alpha`` and ``use_ema``)."""
     if cfg.mixer == "none":
         return build_mixer("none")
     if cfg.mixer == "fixed":
         return build_mixer("fixed", weight=cfg.mix_weight)
-    return build_mixer("adaptive", ema_alpha=cfg.ema_alpha, use_ema=cfg.use_ema, **gate_settings(cfg))
+    return build_mixer("adaptive", ema_alpha=cfg.ema_alpha, use_ema=cfg.use_ema, **gate_settings(cfg, reward))
 
 
 def mixed_loss(pref: Tensor | None, anchor: Tensor | None, lam: float | Tensor) -> Tensor | None:

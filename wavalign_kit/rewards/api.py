@@ -157,6 +157,7 @@ class ApiJudge:
         self.name = name or f"api_{kind}"
         self.channel = "acoustic" if kind == "acoustic" else "semantic"
         self.needs_audio = kind != "semantic"
+        self.score_range = (1.0, 5.0)
         if max_workers < 1:
             raise ValueError(f"ApiJudge max_workers must be >= 1, got {max_workers}")
         self.max_workers = max_workers

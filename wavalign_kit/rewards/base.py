@@ -3,7 +3,8 @@
 Every reward function is ``fn(prompts, completions) -> list[float]`` (or `JudgeScores`, which adds how many calls
 fell back to a default score) with three attributes: ``name``, ``channel`` ("semantic" rewards route to text
 tokens, "acoustic" ones to speech tokens) and ``needs_audio`` (speech is decoded to audio only when some reward
-needs it). `CompositeReward` is the one place that checks every function's output (length, NaN, inf) and enforces
+needs it), and optionally ``score_range`` ((low, high): the adaptive gate maps rewards onto the 1..5 scale it is
+calibrated for, so 0/1 verifiers and summed judges gate like a 1..5 judge). `CompositeReward` is the one place that checks every function's output (length, NaN, inf) and enforces
 the share of failed judge calls a step may have.
 """
 
@@ -92,6 +93,15 @@ class CompositeReward:
     @property
     def channels(self) -> set[str]:
         return {fn.channel for fn, _ in self.items}
+
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        """The range of the weighted total, from each function's declared ``score_range`` (None if one has none)."""
+        ranges = [getattr(fn, "score_range", None) for fn, _ in self.items]
+        if any(r is None for r in ranges):
+            return None
+        ends = [sorted((w * lo, w * hi)) for (lo, hi), (_, w) in zip(ranges, self.items)]
+        return sum(e[0] for e in ends), sum(e[1] for e in ends)
 
     def score(self, prompts: Sequence[Any], completions: Sequence[Completion],
               max_failure_share: float = 1.0) -> RewardResult:

@@ -80,6 +80,7 @@ class TextCorrect:
     """Task verifier on the text channel: 1.0 when the example's check passes, else 0.0."""
 
     name, channel, needs_audio = "text_correct", "semantic", False
+    score_range = (0.0, 1.0)
 
     def __init__(self, verifier: Verifier | None = None):
         self.verifier = verifier or _default_verifier()
@@ -92,6 +93,7 @@ class SpeechCorrect:
     """Task verifier on the recogniser's transcript of the speech units (the paper's "ASR mode")."""
 
     name, channel, needs_audio = "speech_correct", "semantic", False
+    score_range = (0.0, 1.0)
 
     def __init__(self, recognizer: Any, verifier: Verifier | None = None):
         self.recognizer = recognizer
@@ -106,6 +108,7 @@ class SemanticCorrect:
     """Mean of text-channel and speech-channel correctness, in {0, 0.5, 1}."""
 
     name, channel, needs_audio = "semantic", "semantic", False
+    score_range = (0.0, 1.0)
 
     def __init__(self, recognizer: Any, verifier: Verifier | None = None):
         self.text = TextCorrect(verifier)
@@ -119,6 +122,7 @@ class StyleMatch:
     """Style-classifier probability of each example's target style."""
 
     name, channel, needs_audio = "style", "acoustic", False
+    score_range = (0.0, 1.0)
 
     def __init__(self, classifier: Any):
         self.classifier = classifier
@@ -139,6 +143,7 @@ class Consistency:
     """Text-speech consistency: clip(1 - WER(text channel, transcript of the speech), 0, 1)."""
 
     name, channel, needs_audio = "consistency", "acoustic", False
+    score_range = (0.0, 1.0)
 
     def __init__(self, recognizer: Any, wer: Callable[[str, str], float] | None = None):
         if wer is None:
@@ -158,6 +163,7 @@ class Naturalness:
     (scores 0).  `naturalness_calibration` measures both."""
 
     name, channel, needs_audio = "naturalness", "acoustic", False
+    score_range = (0.0, 1.0)
 
     def __init__(self, unit_lm: Any, ref: float, floor: float):
         if not (math.isfinite(ref) and math.isfinite(floor) and ref > floor):
@@ -186,6 +192,7 @@ class _JudgeScore:
 
     channel: Channel = "semantic"
     needs_audio = False
+    score_range = (1.0, 5.0)
     noisy_parts: tuple[str, ...] = ("semantic", "acoustic")  # which noise stds this judge applies
 
     def __init__(self, *, integer: bool = False, noise_semantic: float = 0.0, noise_acoustic: float = 0.0,

@@ -40,7 +40,7 @@ class HFJudge:
     ``transcribe``: optional ``units_list -> texts`` (e.g. a recogniser's ``transcribe``) to judge the
     speech's transcript instead of the text channel."""
 
-    channel, needs_audio = "semantic", False
+    channel, needs_audio, score_range = "semantic", False, (1.0, 5.0)
 
     def __init__(self, path: str | Path, *, expected: bool = False, batch_size: int = 8, device: str = "cpu",
                  dtype: torch.dtype | None = None, max_length: int = 1024,

@@ -71,6 +71,7 @@ class TrainConfig:
     semantic_weight: float = 1.0
     acoustic_weight: float = 1.0
     max_judge_failure_share: float = 0.5   # stop when more reward calls than this fail in one step
+    reward_range: list[float] | None = None  # [low, high] of the total reward; None: from the reward functions
     # RL term
     rl_token_type: Literal["all", "text", "speech"] = "text"
     rl_text_weight: float = 1.0
@@ -136,6 +137,13 @@ class TrainConfig:
             check_range(f"train.{name}", getattr(self, name), 0.0, 1.0, high_open=True)
         check_range("train.top_p", self.top_p, 0.0, 1.0, low_open=True)
         check_range("train.reward_threshold", self.reward_threshold)
+        if self.reward_range is not None:
+            if len(self.reward_range) != 2:
+                raise ConfigError(f"train.reward_range: give [low, high], got {self.reward_range}")
+            for x in self.reward_range:
+                check_range("train.reward_range", x)
+            if not self.reward_range[0] < self.reward_range[1]:
+                raise ConfigError(f"train.reward_range: low must be below high, got {self.reward_range}")
         if self.speech_temperature is not None:
             check_range("train.speech_temperature", self.speech_temperature, 0.0, low_open=True)
         if self.speech_top_p is not None:

@@ -19,10 +19,9 @@ from wavalign_kit.errors import ConfigError
 from wavalign_kit.mixing import mixed_loss
 from wavalign_kit.models.base import TokenBatch
 from wavalign_kit.rewards import RewardResult
-from wavalign_kit.rollout_stats import token_stats
+from wavalign_kit.rollout_stats import channel_means, token_stats
 from wavalign_kit.train import sft
 from wavalign_kit.train.config import TrainConfig
-from wavalign_kit.train.grpo import k3_kl
 from wavalign_kit.train.pairs import build_pairs, pair_scores
 from wavalign_kit.train.rollout import collect
 
@@ -166,8 +165,11 @@ def loss(policy, batch: PairBatch, cfg: TrainConfig, lam: float) -> tuple[Tensor
     if n:
         c, r = tokens.rows(slice(0, n)).to(logp.device), tokens.rows(slice(n, 2 * n)).to(logp.device)
         ref = batch.ref_logp.to(logp.device)
-        # the drift of the chosen responses from the reference (k3 on their tokens)
-        stats.update(token_stats(c, entropy[:n], k3_kl(logp[:n].detach(), ref[:n])))
+        stats.update(token_stats(c, entropy[:n]))
+        # how far the chosen responses' own log-probs fell below the reference's, per token (what DPO's implicit
+        # reward moves; a drop, not a KL: DPO never samples from the policy)
+        drop = channel_means(ref[:n] - logp[:n].detach(), c.text_mask, c.speech_mask)
+        stats.update({f"chosen_logp_drop_{ch}": v for ch, v in drop.items()})
         cm, rm = c.channel(cfg.dpo_token_type), r.channel(cfg.dpo_token_type)
         if ((cm.sum(1) > 0) & (rm.sum(1) > 0)).any():
             loss_dpo, st = dpo_loss(logp[:n], logp[n: 2 * n], ref[:n], ref[n:], cm, rm, beta=cfg.dpo_beta,

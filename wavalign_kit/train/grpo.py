@@ -69,9 +69,11 @@ def policy_token_term(logp: Tensor, advantages: Tensor, *, ref_logp: Tensor | No
 def rl_loss(logp: Tensor, advantages: Tensor, token_mask: Tensor, *, group_size: int, text_mask: Tensor,
             speech_mask: Tensor, ref_logp: Tensor | None = None, beta_text: float = 0.0, beta_speech: float = 0.0,
             text_weight: float = 1.0, speech_weight: float = 1.0, old_logp: Tensor | None = None,
-            clip_eps: float | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+            clip_eps: float | None = None, count_mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Channel-restricted RL loss (DESIGN.md:35-38): mean over each group of sum_t term*w*M / sum_t M per row,
-    summed over prompts and divided by their number; fp32 for half-precision inputs.
+    summed over prompts and divided by their number; fp32 for half-precision inputs. ``count_mask`` (default
+    ``token_mask``) sets the per-row denominator: the full mask splits the full-token loss exactly into its text
+    and speech parts.
 
     ``token_mask`` is M_RL; w is ``text_weight`` on text, ``speech_weight`` on speech tokens. A row whose mask is
     empty is skipped and counted (``rows_skipped``), never widened; a prompt without rows drops out of the mean;
@@ -80,7 +82,7 @@ def rl_loss(logp: Tensor, advantages: Tensor, token_mask: Tensor, *, group_size:
     logp, ref_logp, old_logp = (x.float() if x is not None and x.dtype in (torch.float16, torch.bfloat16) else x
                                 for x in (logp, ref_logp, old_logp))
     _check_shapes(logp, group_size, token_mask=token_mask, text_mask=text_mask, speech_mask=speech_mask,
-                  ref_logp=ref_logp, old_logp=old_logp)
+                  ref_logp=ref_logp, old_logp=old_logp, count_mask=count_mask)
     if advantages.shape not in ((logp.shape[0],), logp.shape):
         raise ValueError(f"advantages: shape {tuple(advantages.shape)} must be (B,) or logp's {tuple(logp.shape)}")
     if (beta_text or beta_speech) and ref_logp is None:
@@ -92,7 +94,8 @@ def rl_loss(logp: Tensor, advantages: Tensor, token_mask: Tensor, *, group_size:
     counts = token_mask.sum(dim=1)                                                     # (B,)
     if not (counts > 0).any():
         raise ValueError("token_mask: mask selects no token in any row (e.g. rl mask 'text' on responses without text)")
-    row_loss = term.sum(dim=1) / counts.clamp(min=1).to(term.dtype)                     # sum_t term*M / sum_t M
+    denominators = counts if count_mask is None else count_mask.sum(dim=1)
+    row_loss = term.sum(dim=1) / denominators.clamp(min=1).to(term.dtype)               # sum_t term*M / sum_t M
     keep = (counts > 0).view(-1, group_size).to(term.dtype)                             # (P, G)
     rows_per_prompt = keep.sum(dim=1)                                                  # (P,)
     group_mean = (row_loss.view(-1, group_size) * keep).sum(dim=1) / rows_per_prompt.clamp(min=1)
@@ -210,17 +213,23 @@ def loss(policy, batch: RLBatch, cfg: TrainConfig, lam: float) -> tuple[Tensor |
     return mixed_loss(loss_rl, loss_anchor, lam), stats
 
 
-def channel_grads(logp: Tensor, advantages: Tensor, mask: Tensor, params: Sequence[Tensor], **rl_kw: Any
-                  ) -> dict[str, tuple[Tensor | None, ...]]:
-    """Gradients on ``params`` of the RL loss restricted to the text and to the speech tokens of ``mask``, each
-    normalised by its own token count, from log-probs ``logp`` (B, N) that carry the graph; ``rl_kw`` as for
-    `rl_loss` (group_size, text_mask, speech_mask, KL and weights). A channel without tokens is left out."""
+def channel_grads(logp: Tensor, advantages: Tensor, mask: Tensor, params: Sequence[Tensor], *,
+                  normalisation: str = "channel", **rl_kw: Any) -> dict[str, tuple[Tensor | None, ...]]:
+    """Gradients on ``params`` of the RL loss restricted to the text and to the speech tokens of ``mask``, from
+    log-probs ``logp`` (B, N) that carry the graph; ``rl_kw`` as for `rl_loss` (group_size, text_mask,
+    speech_mask, KL, weights). ``normalisation``: "channel" divides each part by its own token count (each
+    channel's per-token mean, as a text-only loss would see it); "full" divides both by the whole mask's count, so
+    the two gradients add up to the full-token loss's (the paper's claim is about that loss). A channel without
+    tokens is left out."""
+    if normalisation not in ("channel", "full"):
+        raise ValueError(f"normalisation: {normalisation!r} is not 'channel' or 'full'")
     out = {}
     for ch in ("text", "speech"):
         m = rl_kw[f"{ch}_mask"] & mask
         if m.any():
-            out[ch] = torch.autograd.grad(rl_loss(logp, advantages, m, **rl_kw)[0], list(params), retain_graph=True,
-                                          allow_unused=True)
+            count = mask if normalisation == "full" else None
+            out[ch] = torch.autograd.grad(rl_loss(logp, advantages, m, count_mask=count, **rl_kw)[0], list(params),
+                                          retain_graph=True, allow_unused=True)
     return out
 
 

@@ -19,8 +19,9 @@ from wavalign_kit.errors import KitError
 BASE_COLUMNS = (
     "step", "loss", "loss_rl", "loss_anchor", "loss_dpo",
     "lambda", "lambda_raw", "reward_gate", "info_gate", "reward_var",
-    "reward_mean", "reward_std", "reward_max", "zero_var_share",
-    "kl_text", "kl_speech", "entropy_text", "entropy_speech", "len_text", "len_speech",
+    "reward_mean", "reward_std", "reward_max", "zero_var_share", "reward_out_of_range",
+    "kl_text", "kl_speech", "chosen_logp_drop_text", "chosen_logp_drop_speech", "entropy_text", "entropy_speech",
+    "len_text", "len_speech",
     "rows_skipped", "pairs", "pairs_skipped", "judge_failures", "dpo_accuracy", "clip_frac",
     "grad_norm", "nonfinite_steps", "lr", "tokens_per_s", "step_time", "time_generate", "time_reward", "time_train",
     "peak_mem_mb",

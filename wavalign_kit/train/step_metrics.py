@@ -16,7 +16,8 @@ import torch
 
 from wavalign_kit.rollout_stats import group_reward_stats
 
-MEAN_KEYS = ("loss", "loss_rl", "loss_anchor", "loss_dpo", "kl_text", "kl_speech", "entropy_text", "entropy_speech",
+MEAN_KEYS = ("loss", "loss_rl", "loss_anchor", "loss_dpo", "kl_text", "kl_speech", "chosen_logp_drop_text",
+             "chosen_logp_drop_speech", "entropy_text", "entropy_speech",
              "len_text", "len_speech", "dpo_accuracy", "clip_frac", "grad_norm_text", "grad_norm_speech", "valid_loss")
 SUM_KEYS = ("rows_skipped", "pairs", "pairs_skipped", "train_tokens")
 ROLLOUT_KEYS = ("judge_failures", "time_generate", "time_reward")
@@ -80,6 +81,12 @@ def step_row(trainer, step: int, stage: str, stats: list[dict[str, float]], batc
     if rewards is not None:
         r = group_reward_stats(rewards)
         row.update({k: r[k] for k in ("reward_mean", "reward_std", "reward_max", "zero_var_share")})
+        if trainer.reward_range is not None:  # rewards off the declared scale: the gate reads them wrongly
+            low, high = trainer.reward_range
+            row["reward_out_of_range"] = float(np.mean((rewards < low) | (rewards > high)))
+            if row["reward_out_of_range"] > 0:
+                trainer.log(f"[train] warning: {row['reward_out_of_range']:.0%} of the step's rewards lie outside "
+                            f"the declared range [{low:g}, {high:g}]; set train.reward_range to the rewards' scale")
     else:
         row.update(judge_failures=None, time_generate=None, time_reward=None)
     row.update({k: mix_stats[k] for k in GATE_KEYS if k in mix_stats})

@@ -110,7 +110,7 @@ class AnswerJudge:
     """Semantic 1..5 score: 5 when the text channel states the right sum, else 1 + 2 * (share of question words
     echoed), so rewards vary inside a group even for an untrained model."""
 
-    name, channel, needs_audio = "answer_judge", "semantic", False
+    name, channel, needs_audio, score_range = "answer_judge", "semantic", False, (1.0, 5.0)
 
     def __call__(self, prompts, completions) -> list[float]:
         out = []
@@ -124,7 +124,7 @@ class AnswerJudge:
 class LengthJudge:
     """Acoustic 1..5 score: 5 when the speech has as many units as the target, falling linearly with the gap."""
 
-    name, channel, needs_audio = "length_judge", "acoustic", False
+    name, channel, needs_audio, score_range = "length_judge", "acoustic", False, (1.0, 5.0)
 
     def __call__(self, prompts, completions) -> list[float]:
         out = []

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from wavalign_kit.errors import ConfigError, NonFiniteError
-from wavalign_kit.mixing import mixer_for
+from wavalign_kit.mixing import mixer_for, reward_range
 from wavalign_kit.rewards import training_reward
 from wavalign_kit.train import dpo, grpo, sft
 from wavalign_kit.train.checkpoint import (
@@ -78,7 +78,8 @@ class Trainer:
         if cfg.mixer == "adaptive" and not self.online:
             raise ConfigError("train.mixer=adaptive needs rewards, but offline DPO has none: use mixer=fixed or "
                               "dpo_source=online")
-        self.mixer = mixer_for(cfg)
+        self.mixer = mixer_for(cfg, reward)
+        self.reward_range = None if reward is None else reward_range(cfg, reward, log)
         self.sampler = PromptSampler(len(self.examples), cfg.seed)
         self.valid = world.split(cfg.eval_split)[: cfg.eval_examples] if cfg.eval_every else []
         self.columns = metric_columns(reward.names if reward is not None else [], cfg.grad_norm_per_channel,
@@ -196,7 +197,7 @@ class Trainer:
     def _update(self, method, batches: list, lam: float) -> tuple[list[dict[str, Any]], float | None]:
         """Forward + backward over the micro-batches (gradient sync on the last), clip, AdamW, unless not finite."""
         cfg, acc = self.cfg, self.acc
-        stats, trained, bad = [], 0, 0
+        stats, trained, bad = [], 0, torch.zeros((), device=acc.device)
         for m, b in enumerate(batches):
             sync = m == len(batches) - 1
             with (contextlib.nullcontext() if sync else acc.no_sync(self.module)), acc.autocast():
@@ -207,9 +208,10 @@ class Trainer:
                 else:
                     acc.backward(loss / len(batches))
                     st["loss"] = loss.detach()
-                    trained, bad = trained + 1, bad + int(not torch.isfinite(loss.detach()))
+                    trained, bad = trained + 1, bad + (~torch.isfinite(loss.detach())).to(bad.device).float()
             stats.append(st)
-        trained, bad = (int(x) for x in acc.reduce(torch.tensor([trained, bad], device=acc.device), "sum").tolist())
+        counts = torch.stack([torch.tensor(float(trained), device=acc.device), bad])   # one sync for both
+        trained, bad = (int(x) for x in acc.reduce(counts, "sum").tolist())
         self.step_nonfinite = False
         if trained == 0:
             self.log(f"[train] warning: nothing to train on in this step ({float(stats[0].get('rows_skipped', 0)):.0f} "
