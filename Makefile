@@ -2,7 +2,8 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= auto
-OUT     ?= results/$(PROFILE)
+OUT     ?=
+# (an empty OUT: the pipeline's own default, results/<profile> with auto resolved to cpu or gpu)
 # The verified torch build; on a CUDA machine pass e.g. TORCH_SPEC="torch==2.13.0" with your CUDA index.
 TORCH_SPEC ?= torch==2.13.0
 
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 pipeline: $(VENV)/.installed
-	$(VENV)/bin/wavalign pipeline --profile $(PROFILE) --out $(if $(filter auto,$(PROFILE)),results/main,$(OUT))
+	$(VENV)/bin/wavalign pipeline --profile $(PROFILE) $(if $(OUT),--out $(OUT))
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider

@@ -16,3 +16,28 @@ def test_notebook_is_stripped_and_parameterised(path):
     assert "parameters" in code[0].get("metadata", {}).get("tags", []), f"{path.name}: first code cell not tagged"
     dirty = [i for i, c in enumerate(code) if c.get("outputs") or c.get("execution_count")]
     assert not dirty, f"{path.name}: code cells {dirty} carry outputs; run `nbstripout {path}`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_in_the_git_filters_normal_form(path):
+    """The committed source is what the installed nbstripout filter writes, so running the notebooks or the
+    tests leaves a fresh clone's `git status` clean."""
+    import subprocess
+    import sys
+
+    normal = subprocess.run([sys.executable, "-m", "nbstripout", "-t"], input=path.read_text(), capture_output=True,
+                            text=True, check=True).stdout
+    assert normal == path.read_text(), f"{path.name}: run `nbstripout {path}` (cell ids, metadata)"
+
+
+def test_colab_keeps_outputs_inside_content(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from wavalign_kit.notebook import output_root
+
+    monkeypatch.chdir(tmp_path)
+    assert output_root("../results/x") == (tmp_path / "../results/x").resolve()
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert output_root("../results/notebooks-smoke") == Path("/content/results/notebooks-smoke")
+    assert output_root("/data/run") == Path("/data/run")

@@ -7,9 +7,10 @@ import nbformat
 import pandas as pd
 import pytest
 
-from wavalign_kit import pipeline
-from wavalign_kit.config import ConfigError
-from wavalign_kit.pipeline import NotebookFailed, SecretLeak, merged_config, notebook_parameters, run_pipeline
+from wavalign_kit import pipeline, profiles
+from wavalign_kit.config import ConfigError, load_profile
+from wavalign_kit.pipeline import NotebookFailed, SecretLeak, run_pipeline
+from wavalign_kit.profiles import merged_config, notebook_parameters
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -104,8 +105,8 @@ def test_parameters_merge_profile_files_and_overrides(tmp_path):
     assert "pipeline" not in params["config"]
     import torch
 
-    assert pipeline.resolve_profile_name("auto") == ("gpu" if torch.cuda.is_available() else "cpu")
-    assert pipeline.resolve_profile_name("smoke") == "smoke"
+    assert profiles.resolve_profile_name("auto") == ("gpu" if torch.cuda.is_available() else "cpu")
+    assert profiles.resolve_profile_name("smoke") == "smoke"
     bad = tmp_path / "bad.yaml"
     bad.write_text("trian: {}\n")
     with pytest.raises(ConfigError, match="trian"):
@@ -199,11 +200,29 @@ def test_notebook_defaults_live_in_the_profile():
 
 def test_notebook_config_merges_the_sections_the_pipeline_passed():
     """``config`` is merged key by key: {"train": {"steps": 3}} keeps the profile's lr, group size and lengths."""
-    from wavalign_kit.pipeline import notebook_config
+    from wavalign_kit.profiles import notebook_config
 
-    smoke = pipeline.load_profile("smoke")
+    smoke = load_profile("smoke")
     assert notebook_config("smoke") == smoke
     cfg = notebook_config("smoke", {"train": {"steps": 3}})
     assert cfg["train"] == {**smoke["train"], "steps": 3} and cfg["world"] == smoke["world"]
     with pytest.raises(ConfigError, match="trian"):
         notebook_config("smoke", {"trian": {"steps": 3}})
+
+
+@pytest.mark.parametrize("param, message", [
+    (("seedz", "[0]"), "pipeline parameter 'seedz' (did you mean 'seed"),
+    (("train.lrr", "1e-4"), "unknown key 'lrr' (did you mean 'lr'?)"),
+    (("train.lr", "nan"), "train.lr: expected a finite number"),
+    (("presets", "[wavalign, grpo_txt]"), "unknown preset 'grpo_txt' (did you mean 'grpo_text'?)"),
+    (("world.test_size", "0"), "world.test_size"),
+])
+def test_a_mistyped_parameter_fails_in_seconds_before_any_notebook(tmp_path, capsys, param, message):
+    import time
+
+    from wavalign_kit.cli import main
+
+    start = time.perf_counter()
+    assert main(["pipeline", "--profile", "smoke", "-p", *param, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err and time.perf_counter() - start < 5
+    assert not (tmp_path / "run").exists()

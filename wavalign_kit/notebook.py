@@ -63,16 +63,26 @@ def setup(*, out_dir: str, profile: str, config: dict | None = None, **params: A
     world. ``params``: the notebook's other parameters (None = the profile's value)."""
     import torch
 
-    from wavalign_kit.pipeline import notebook_config
+    from wavalign_kit.profiles import notebook_config
     from wavalign_kit.workspace import prepare_world
 
     warnings.filterwarnings("ignore", category=UserWarning)
     cfg = notebook_config(profile, config)
     resolved = resolve_parameters(cfg, params)
     torch.set_num_threads(int(resolved.get("num_threads") or 1))
-    ws = Workspace(Path(out_dir).resolve()).make_dirs()
+    ws = Workspace(output_root(out_dir)).make_dirs()
     world = prepare_world(cfg, ws, resolved.get("world_dir") or "")
     return Notebook(cfg, resolved, ws, world)
+
+
+def output_root(out_dir: str | Path) -> Path:
+    """``out_dir`` resolved; on Colab a relative one stays inside ``/content`` (the runtime's persistent files)."""
+    import sys
+
+    path = Path(out_dir)
+    if "google.colab" in sys.modules and not path.is_absolute():
+        return Path("/content") / Path(*[part for part in path.parts if part not in ("..", ".")])
+    return path.resolve()
 
 
 def play(wav: np.ndarray, sample_rate: int, path: str | Path, caption: str = "") -> Path:

@@ -17,22 +17,16 @@ import nbformat
 
 from wavalign_kit.config import (
     ConfigError,
-    check_sections,
-    deep_update,
-    load_profile,
-    load_yaml,
-    parse_scalar,
 )
 from wavalign_kit.errors import KitError
 from wavalign_kit.files import write_text_atomic
+from wavalign_kit.profiles import check_run_config, merged_config, notebook_parameters, resolve_profile_name
 from wavalign_kit.redaction import redact_outputs, secret_values
 from wavalign_kit.report import write_manifest, write_report, write_summary
 
 KIT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = KIT_ROOT / "notebooks"
 STATE_FILE = "pipeline_state.json"
-PROFILE_KEYS = ("profile", "seed")
-SECTIONS = ("world", "models", "warmstart", "train", "eval", "pipeline")   # module sections of a profile
 
 
 class NotebookFailed(KitError, RuntimeError):
@@ -41,69 +35,6 @@ class NotebookFailed(KitError, RuntimeError):
 
 class SecretLeak(KitError, RuntimeError):
     """A run's output contained the value of a secret environment variable (it has been redacted)."""
-
-
-# ---------------------------------------------------------------- parameters
-
-
-def resolve_profile_name(profile: str) -> str:
-    """``auto`` becomes ``gpu`` when CUDA is available, else ``cpu``; other names pass through."""
-    if profile != "auto":
-        return profile
-    import torch
-
-    return "gpu" if torch.cuda.is_available() else "cpu"
-
-
-def merged_config(profile: str, files: list[str | Path] = (), params: list[tuple[str, str]] = ()) -> dict:
-    """The nested profile: the named (or path) profile, then each ``-f`` YAML, then each ``-p key value``.
-
-    A dotted key (``train.lr``) lands in its section; a bare key that is not ``profile``/``seed`` or a section
-    name is a notebook parameter and lands in the ``pipeline`` section (``-p seeds [0,1,2]``).
-    """
-    cfg = load_profile(profile)
-    for f in files:
-        extra = load_yaml(f)
-        check_sections(extra, str(f))
-        cfg = deep_update(cfg, extra)
-    for key, raw in params:
-        parts = key.split(".")
-        if len(parts) == 1 and key not in PROFILE_KEYS and key not in SECTIONS:
-            parts = ["pipeline", key]
-        cfg = deep_update(cfg, _nest(parts, parse_scalar(raw)))
-    return cfg
-
-
-def _nest(parts: list[str], value: Any) -> dict:
-    out: Any = value
-    for part in reversed(parts):
-        out = {part: out}
-    return out
-
-
-def notebook_parameters(cfg: dict, out_dir: Path) -> dict[str, Any]:
-    """The ONE flat parameter set given to every notebook.
-
-    ``out_dir``, ``profile``, ``seed``, every key of the ``pipeline`` section (seeds, architectures, presets...)
-    and ``config``: the merged module sections (world, models, warmstart, train, eval). Each notebook receives
-    the names its ``parameters`` cell declares.
-    """
-    params: dict[str, Any] = {"out_dir": str(out_dir), "profile": cfg.get("profile", "custom"), "seed": cfg.get("seed", 0)}
-    params.update(cfg.get("pipeline") or {})
-    params["config"] = {k: cfg[k] for k in SECTIONS if k != "pipeline" and k in cfg}
-    return params
-
-
-def notebook_config(profile: str, config: dict | None = None) -> dict:
-    """Inside a notebook: the named profile with ``config`` merged into it key by key (``{"train": {"steps": 20}}``
-    changes the steps and keeps the profile's other train keys).
-
-    The pipeline passes every section, so a notebook runs with exactly the parameters recorded in the manifest
-    even when the profile file changes during the run; standalone, ``config={}`` means the profile as is.
-    """
-    cfg = deep_update(load_profile(profile), config or {})
-    check_sections(cfg, "notebook parameter config")
-    return cfg
 
 
 def parameters_hash(params: dict) -> str:
@@ -282,7 +213,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("-f", "--file", action="append", default=[], help="YAML merged over the profile (repeatable)")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                     help="one parameter, YAML-parsed: -p seeds [0,1,2] or -p train.lr 1e-4 (repeatable)")
-    ap.add_argument("--out", required=True, type=Path, help="run directory, e.g. results/my-run")
+    ap.add_argument("--out", type=Path, default=None, help="run directory (default results/<profile>)")
     ap.add_argument("--notebooks", type=Path, default=NOTEBOOK_DIR, help="directory of NN_*.ipynb notebooks")
     ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3 = this interpreter)")
     ap.add_argument("--force", action="store_true", help="re-run every notebook even if completed")
@@ -290,7 +221,9 @@ def main(argv: list[str]) -> int:
     started = dt.datetime.now(dt.timezone.utc)
     profile = resolve_profile_name(args.profile)
     cfg = merged_config(profile, args.file, [tuple(p) for p in args.param])
-    out_dir = args.out.resolve()
+    given = [k for k, _ in args.param if "." not in k and k not in ("profile", "seed")]
+    check_run_config(cfg, discover_notebooks(args.notebooks), given)   # every key and value, before any notebook
+    out_dir = (args.out or Path("results") / Path(profile).stem).resolve()
     params = notebook_parameters(cfg, out_dir)
     runs = run_pipeline(params, out_dir, notebook_dir=args.notebooks, kernel_name=args.kernel, force=args.force)
     summary = write_summary(out_dir)

@@ -34,11 +34,12 @@ def write_summary(out_dir: Path) -> dict:
 
 def _git_commit() -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
+    # no clean filter: nbstripout on every notebook made `git status` time out on a busy machine
+    git = ["git", "-C", str(root), "-c", "filter.nbstripout.clean=cat", "-c", "filter.nbstripout.required=false"]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=60).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=60).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "dirty": None}
     return {"commit": commit or "unknown", "dirty": bool(dirty) if commit else None}
