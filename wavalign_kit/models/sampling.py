@@ -24,6 +24,11 @@ class Sampling:
         if self.top_k < 0:
             raise ValueError(f"Sampling.top_k must be >= 0 (0 = off), got {self.top_k}")
 
+    @property
+    def filters(self) -> bool:
+        """True when this channel samples from a truncated distribution (top-k or top-p)."""
+        return self.temperature > 0 and (self.top_p < 1.0 or self.top_k > 0)
+
 
 def channel_settings(text: Sampling, speech: Sampling, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """(temperature, top_p, top_k) tensors of shape (2,): index 0 = text slot, 1 = speech slot."""
@@ -45,24 +50,34 @@ def sample_tokens(
     top_p: Tensor,
     top_k: Tensor,
     generator: torch.Generator | None = None,
+    *,
+    filtered: bool = True,
 ) -> Tensor:
     """Sample one token per row from ``logits`` (B, V) restricted to ``allowed`` (B, V) bool.
 
-    Each row has its own temperature (0 = argmax), top-k (0 = off) and top-p. Rows with a single allowed
-    token (forced slots) always return it. Returns (B,) int64.
+    Each row has its own temperature (0 = argmax), top-k (0 = off) and top-p; ``filtered=False`` skips the
+    top-k / top-p sort (callers pass it when no row truncates). Sampling inverts the CDF at one uniform draw
+    per row from ``generator`` (the distribution of ``torch.multinomial``, about 10x cheaper on CPU).
+    Rows with a single allowed token (forced slots) always return it.
+    Returns (B,) int64.
     """
     logits = logits.float().masked_fill(~allowed, float("-inf"))                   # (B, V)
     greedy = logits.argmax(-1)                                                      # (B,)
     scaled = logits / temperature.clamp(min=1e-5).unsqueeze(-1)                     # (B, V)
-    sorted_logits, order = scaled.sort(-1, descending=True)                         # (B, V)
-    ranks = torch.arange(logits.shape[-1], device=logits.device).unsqueeze(0)       # (1, V)
-    drop = (top_k.unsqueeze(-1) > 0) & (ranks >= top_k.unsqueeze(-1))               # top-k
-    probs = sorted_logits.softmax(-1)
-    cum_before = probs.cumsum(-1) - probs                                           # mass strictly above
-    drop |= cum_before >= top_p.unsqueeze(-1)                                       # nucleus; keeps rank 0
-    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-    choice = torch.multinomial(sorted_logits.softmax(-1), 1, generator=generator).squeeze(-1)
-    sampled = order.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+    order = None
+    if filtered:
+        scaled, order = scaled.sort(-1, descending=True)                            # (B, V) sorted
+        ranks = torch.arange(logits.shape[-1], device=logits.device).unsqueeze(0)   # (1, V)
+        drop = (top_k.unsqueeze(-1) > 0) & (ranks >= top_k.unsqueeze(-1))           # top-k
+        probs = scaled.softmax(-1)
+        drop |= (probs.cumsum(-1) - probs) >= top_p.unsqueeze(-1)                   # nucleus: mass above; keeps rank 0
+        scaled = scaled.masked_fill(drop, float("-inf"))
+    probs = scaled.softmax(-1)                                                      # (B, V)
+    cdf = probs.cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+    choice = torch.searchsorted(cdf, u, right=True).clamp(max=cdf.shape[-1] - 1)  # (B, 1): first cdf > u
+    choice = torch.where(probs.gather(-1, choice) > 0, choice, probs.argmax(-1, keepdim=True))  # u rounded up
+    sampled = (order.gather(-1, choice) if order is not None else choice).squeeze(-1)
     return torch.where(temperature <= 0, greedy, sampled)
 
 
