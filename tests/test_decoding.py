@@ -206,3 +206,21 @@ def test_compiled_decode_step_draws_the_same_tokens(tokenizer):
                                    max_new_tokens=12, seed=7))
     assert torch.equal(runs[0].batch.input_ids, runs[1].batch.input_ids)
     assert torch.allclose(runs[0].logprobs, runs[1].logprobs, atol=1e-4)
+
+
+@pytest.mark.parametrize("top_p, top_k", [(0.5, 0), (0.8, 0), (1.0, 2), (0.7, 3), (0.3, 0)])
+def test_truncation_by_rejection_and_by_sort_draw_the_truncated_distribution(top_p, top_k):
+    from wavalign_kit.models.sampling import truncated_by_rejection, truncated_by_sort
+
+    ranked = torch.tensor([0.4, 0.25, 0.15, 0.1, 0.06, 0.04])
+    above = ranked.cumsum(0) - ranked                                    # mass ranked higher
+    keep = (above < top_p) & ((torch.arange(6) < top_k) if top_k else True)
+    order = torch.tensor([3, 0, 5, 1, 4, 2])                             # tokens not in rank order
+    probs, expected = torch.zeros(6), torch.zeros(6)
+    probs[order], expected[order] = ranked, ranked * keep / (ranked * keep).sum()
+    rows = 20000
+    for draw in (truncated_by_sort, truncated_by_rejection):
+        g = torch.Generator().manual_seed(0)
+        tokens = draw(probs.repeat(rows, 1), torch.full((rows,), top_p), torch.full((rows,), top_k), g)
+        freq = torch.bincount(tokens, minlength=6) / rows
+        assert (freq - expected).abs().max() < 0.015, (draw.__name__, freq, expected)
