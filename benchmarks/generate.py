@@ -207,7 +207,7 @@ def bench(arch: str, size: str, device: torch.device, a, tokenizer) -> dict:
            "rows": a.prompts * a.group, "baseline": "HF generate" if arch == "interleaved" else "previous loop"}
     for name, fn in runs.items():
         row[f"{name}_tok_s"] = tokens[name] / times[name]
-        row[f"{name}_peak_MB"] = peak_memory_mb(lambda: fn(model, examples, a.group, a.new_tokens, s, 99), device)
+        row[f"{name}_peak_MB"] = peak_memory_mb(lambda fn=fn: fn(model, examples, a.group, a.new_tokens, s, 99), device)
     row["ratio"] = row["kit_tok_s"] / row["base_tok_s"]
     if device.type == "cuda":
         rows, steps = a.prompts * a.group, tokens["kit"] / (a.prompts * a.group) / a.repeats

@@ -13,10 +13,16 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import Tensor
-from transformers import DynamicCache, StaticCache
+from transformers import StaticCache
 from transformers.cache_utils import DynamicLayer, StaticLayer
 
-from wavalign_kit.models.sampling import Sampling, channel_settings, gather_logprobs, row_settings, sample_tokens
+from wavalign_kit.models.sampling import (
+    Sampling,
+    channel_settings,
+    gather_logprobs,
+    row_settings,
+    sample_tokens,
+)
 
 log = logging.getLogger(__name__)
 _SAID: set[str] = set()
@@ -177,6 +183,22 @@ def _step_forward(model, module: torch.nn.Module, cache_key: str, compiled: bool
     return store[id(module)]
 
 
+def _prefill(model, ids: Tensor, attn: Tensor, pos: Tensor, group: int, max_len: int,
+             options: DecodeOptions) -> tuple[Tensor, Any]:
+    """One forward over the P prompts; returns the last position's logits repeated for the G rows of each
+    prompt, (B, S, V) with S = 1 for one stream, and the KV cache of the B rows (static when possible)."""
+    core = core_module(model.model)
+    keep_last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(core.forward).parameters else {}
+    out = model.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **keep_last)
+    prefill = output_cache(out)
+    cache = _static_from_prefill(prefill, core, group, max_len) if options.static_cache else None
+    if cache is None:
+        prefill.batch_repeat_interleave(group)
+        cache = prefill
+    logits = out.logits[:, -1].repeat_interleave(group, 0)                          # (B, V) or (B, S, V)
+    return (logits.unsqueeze(1) if ids.dim() == 2 else logits), cache
+
+
 @torch.no_grad()
 def decode(model, ids: Tensor, attn: Tensor, pos: Tensor, *, group: int, max_new_tokens: int,
            rules: Callable[[int, int], SlotRules], text: Sampling, speech: Sampling, generator: torch.Generator,
@@ -187,25 +209,22 @@ def decode(model, ids: Tensor, attn: Tensor, pos: Tensor, *, group: int, max_new
     KV cache repeated for its G rows; each step samples every row on the device, records the token, its
     temperature-1 log-prob and whether the slot was forced, and runs one cached forward.
     """
-    module, dev = model.model, ids.device
-    core = core_module(module)
-    was_training = module.training
-    module.eval()
-    one_stream = ids.dim() == 2
-    P, Lp, N = ids.shape[0], ids.shape[1], max_new_tokens
-    keep_last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(core.forward).parameters else {}
-    out = module(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **keep_last)
-    prefill = output_cache(out)
-    cache = _static_from_prefill(prefill, core, group, Lp + N) if options.static_cache else None
-    if cache is None:
-        prefill.batch_repeat_interleave(group)
-        cache = prefill
+    was_training = model.model.training
+    model.model.eval()
+    try:
+        return _decode_loop(model, ids, attn, pos, group, max_new_tokens, rules, text, speech, generator, options)
+    finally:
+        model.model.train(was_training)
+
+
+def _decode_loop(model, ids, attn, pos, group, max_new_tokens, rules, text, speech, generator, options) -> Decoded:
+    dev, one_stream, Lp, N = ids.device, ids.dim() == 2, ids.shape[1], max_new_tokens
+    logits, cache = _prefill(model, ids, attn, pos, group, Lp + N, options)          # (B, S, V)
     static = isinstance(cache, StaticCache)
     if options.compile_step and not static:
         _say_once("compile", "DecodeOptions.compile_step needs the static KV cache; decoding uncompiled")
-    forward = _step_forward(model, module, forward_cache_kwarg(core), options.compile_step and static)
-    logits = out.logits[:, -1].repeat_interleave(group, 0)                          # (B, V) or (B, S, V)
-    logits = logits.unsqueeze(1) if one_stream else logits                          # (B, S, V)
+    compiled = options.compile_step and static
+    forward = _step_forward(model, model.model, forward_cache_kwarg(core_module(model.model)), compiled)
     B, S, V = logits.shape
     state = rules(B, V)
     mask = torch.ones(B, Lp + N, dtype=attn.dtype, device=dev)                       # prompt padding + response
@@ -240,19 +259,18 @@ def decode(model, ids: Tensor, attn: Tensor, pos: Tensor, *, group: int, max_new
             if done == R:
                 steps = t + 1
                 break
-            if options.compact_finished and not options.compile_step and 4 * done >= R:
+            if options.compact_finished and not compiled and 4 * done >= R:          # finished rows leave
                 keep = (~state.finished).nonzero().squeeze(1)
                 rows = keep if rows is None else rows[keep]
                 state.select(keep)
                 _keep_rows(cache, keep)
                 tok, mask, next_pos = tok[keep], mask[keep], next_pos[keep]
-        step_ids = tok if one_stream else tok.unsqueeze(1)                           # (R, 1) or (R, 1, S)
-        if options.compile_step and static and dev.type == "cuda":
+        if compiled and dev.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
+        step_ids = tok if one_stream else tok.unsqueeze(1)                           # (R, 1) or (R, 1, S)
         logits = forward(step_ids, mask if static else mask[:, : Lp + t + 1], next_pos, cache)
-        logits = logits.unsqueeze(1) if one_stream else logits
+        logits = logits.unsqueeze(1) if one_stream else logits                      # (R, S, V)
         next_pos = next_pos + 1
-    module.train(was_training)
     return Decoded(tokens[:, :steps].cpu(), logps[:, :steps].cpu(), forced[:, :steps].cpu(), one_stream)
 
 
