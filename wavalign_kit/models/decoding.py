@@ -8,7 +8,7 @@ import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from wavalign_kit.models.sampling import (
     sample_tokens,
 )
 
+if TYPE_CHECKING:
+    from wavalign_kit.models.base import SpokenDialogueModel
+
 log = logging.getLogger(__name__)
 _SAID: set[str] = set()
 
@@ -36,10 +39,13 @@ def _say_once(key: str, message: str) -> None:
 
 @dataclass
 class DecodeOptions:
-    """How ``generate`` decodes; these change speed only, never which tokens a seed draws (bar float rounding)."""
+    """How ``generate`` decodes: speed settings that leave the sampled distribution unchanged. A seed draws the
+    same tokens under any static_cache / compile_step (bar float rounding); compaction changes which ones (the
+    rows left after it draw their own random numbers)."""
 
     static_cache: bool = True       # KV cache pre-allocated for prompt + max_new_tokens (else transformers' dynamic one)
-    compile_step: bool = False      # torch.compile the decode step's forward (CUDA: with CUDA graphs); static cache only
+    compile_step: bool = False      # torch.compile the decode step's forward (CUDA: with CUDA graphs); static cache
+    #                                 only; off by default: on the CPU it did not pay (benchmarks/generate.py --compile)
     stop_check_every: int = 4       # steps between the host-side "all rows finished?" checks (the only host sync)
     compact_finished: bool = True   # at a stop check, drop finished rows from the batch once >= 1/4 of it has finished
 
@@ -114,7 +120,7 @@ def left_pad(seqs: Sequence[np.ndarray], pad_row: np.ndarray | int) -> tuple[Ten
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
-def generation_inputs(model, examples, num_samples: int, max_new_tokens: int, seed: int | None
+def generation_inputs(model: SpokenDialogueModel, examples, num_samples: int, max_new_tokens: int, seed: int | None
                       ) -> tuple[torch.Generator, list[np.ndarray], Tensor, Tensor, Tensor]:
     """Checked sizes, then the seeded sampling generator, the encoded prompts and their left-padded batch on
     the model's device: ``(generator, prompts, ids, attention_mask, position_ids)``."""
@@ -167,7 +173,7 @@ def _keep_rows(cache: Any, rows: Tensor) -> None:
             layer.batch_size = len(rows)
 
 
-def _step_forward(model, module: torch.nn.Module, cache_key: str, compiled: bool) -> Callable:
+def _step_forward(model: SpokenDialogueModel, module: torch.nn.Module, cache_key: str, compiled: bool) -> Callable:
     """``(ids, attention_mask, position_ids, cache) -> next-token logits``, compiled once per module if asked."""
 
     def forward(ids: Tensor, mask: Tensor, pos: Tensor, cache: Any) -> Tensor:
@@ -183,7 +189,7 @@ def _step_forward(model, module: torch.nn.Module, cache_key: str, compiled: bool
     return store[id(module)]
 
 
-def _prefill(model, ids: Tensor, attn: Tensor, pos: Tensor, group: int, max_len: int,
+def _prefill(model: SpokenDialogueModel, ids: Tensor, attn: Tensor, pos: Tensor, group: int, max_len: int,
              options: DecodeOptions) -> tuple[Tensor, Any]:
     """One forward over the P prompts; returns the last position's logits repeated for the G rows of each
     prompt, (B, S, V) with S = 1 for one stream, and the KV cache of the B rows (static when possible)."""
@@ -200,7 +206,7 @@ def _prefill(model, ids: Tensor, attn: Tensor, pos: Tensor, group: int, max_len:
 
 
 @torch.no_grad()
-def decode(model, ids: Tensor, attn: Tensor, pos: Tensor, *, group: int, max_new_tokens: int,
+def decode(model: SpokenDialogueModel, ids: Tensor, attn: Tensor, pos: Tensor, *, group: int, max_new_tokens: int,
            rules: Callable[[int, int], SlotRules], text: Sampling, speech: Sampling, generator: torch.Generator,
            options: DecodeOptions) -> Decoded:
     """Sample ``group`` continuations of each left-padded prompt (P, Lp[, S]) under the slot rules.
@@ -217,7 +223,9 @@ def decode(model, ids: Tensor, attn: Tensor, pos: Tensor, *, group: int, max_new
         model.model.train(was_training)
 
 
-def _decode_loop(model, ids, attn, pos, group, max_new_tokens, rules, text, speech, generator, options) -> Decoded:
+def _decode_loop(model: SpokenDialogueModel, ids: Tensor, attn: Tensor, pos: Tensor, group: int, max_new_tokens: int,
+                 rules: Callable[[int, int], SlotRules], text: Sampling, speech: Sampling,
+                 generator: torch.Generator, options: DecodeOptions) -> Decoded:
     dev, one_stream, Lp, N = ids.device, ids.dim() == 2, ids.shape[1], max_new_tokens
     logits, cache = _prefill(model, ids, attn, pos, group, Lp + N, options)          # (B, S, V)
     static = isinstance(cache, StaticCache)
