@@ -198,7 +198,8 @@ def text_only_rollout(model, examples, group_size):
     batch = model.collate(prompts, responses)
     rollout = Rollout(batch, torch.zeros(batch.response_mask.shape), group_size,
                       [e.target_text for e in examples for _ in range(group_size)],
-                      [np.zeros(0, np.int64)] * len(responses), [i // group_size for i in range(len(responses))])
+                      [np.zeros(0, np.int64)] * len(responses), [i // group_size for i in range(len(responses))],
+                      model.forced_mask(prompts, responses))
     total = np.arange(len(responses), dtype=float) % 3 + 1
     res = RewardResult(total=total, components={"answer_judge": total, "length_judge": total}, failures=0)
     return ScoredRollout(list(examples), rollout, res, {"time_generate": 0, "time_reward": 0})

@@ -1,6 +1,7 @@
 """Spoken dialogue models: interleaved and parallel architectures, tiny factory, LoRA, loading, warm start."""
 
 from wavalign_kit.models.base import Rollout, SpokenDialogueModel, TokenBatch
+from wavalign_kit.models.decoding import DecodeOptions
 from wavalign_kit.models.factory import ModelsConfig, build_model, count_parameters, world_layout
 from wavalign_kit.models.interleaved import InterleavedModel
 from wavalign_kit.models.loading import load_pretrained
@@ -17,7 +18,7 @@ def run_warmstart(world, arch, cfg, out_dir):
 
 
 __all__ = [
-    "DualStreamConfig", "DualStreamModel", "InterleavedModel", "LoraSettings", "ModelsConfig", "ParallelModel",
+    "DecodeOptions", "DualStreamConfig", "DualStreamModel", "InterleavedModel", "LoraSettings", "ModelsConfig", "ParallelModel",
     "Rollout", "Sampling", "SpokenDialogueModel", "TokenBatch", "apply_lora", "build_model", "count_parameters",
     "load_pretrained", "run_warmstart", "world_layout",
 ]

@@ -16,6 +16,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from wavalign_kit.channels import ChannelLayout, InterleaveRatio
+from wavalign_kit.models.decoding import (
+    DecodeOptions,
+    SlotRules,
+    core_module,
+    decode,
+    generation_inputs,
+    teacher_forced,
+)
 from wavalign_kit.models.sampling import Sampling, gather_logprobs
 
 MODEL_CARD = "wavalign_model.json"
@@ -129,6 +137,7 @@ class Rollout:
     texts: list[str]
     units: list[np.ndarray]
     prompt_index: list[int]
+    forced: Tensor  # (B, N) bool: response positions the decoder forced (the slot allowed exactly one token)
 
 
 def layout_to_dict(layout: ChannelLayout) -> dict[str, Any]:
@@ -145,19 +154,6 @@ def layout_from_dict(d: dict[str, Any]) -> ChannelLayout:
     return ChannelLayout(**d)
 
 
-def forward_cache_kwarg(module: torch.nn.Module) -> str:
-    """The keyword a transformers forward takes its KV cache under (``cache`` in v5, ``past_key_values`` before)."""
-    import inspect
-
-    params = inspect.signature(module.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def output_cache(out: Any) -> Any:
-    """The KV cache of a transformers model output, whichever name it carries."""
-    return out["cache"] if "cache" in out else out["past_key_values"]
-
-
 def text_vocab_mask(tokenizer, layout: ChannelLayout, vocab_size: int) -> Tensor:
     """(V,) bool: plain text tokens (not special, not speech) that a text slot may emit."""
     allowed = torch.zeros(vocab_size, dtype=torch.bool)
@@ -169,20 +165,6 @@ def text_vocab_mask(tokenizer, layout: ChannelLayout, vocab_size: int) -> Tensor
     lo = layout.speech_start or 0
     allowed[lo: lo + layout.num_units] = False
     return allowed
-
-
-def left_pad(seqs: Sequence[np.ndarray], pad_row: np.ndarray | int) -> tuple[Tensor, Tensor]:
-    """Left-pad 1-D (or (T, S)) id arrays to one (P, L[, S]) tensor plus its (P, L) attention mask."""
-    length = max(len(s) for s in seqs)
-    shape = (len(seqs), length) + tuple(np.asarray(seqs[0]).shape[1:])
-    ids = np.empty(shape, dtype=np.int64)
-    ids[...] = pad_row
-    mask = np.zeros((len(seqs), length), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        if len(s):
-            ids[i, length - len(s):] = s
-            mask[i, length - len(s):] = 1
-    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 class SpokenDialogueModel(ABC):
@@ -200,6 +182,7 @@ class SpokenDialogueModel(ABC):
         self.layout = layout
         self._reference_copy: torch.nn.Module | None = None
         self.lora_config: dict[str, Any] | None = None
+        self.decode_options = DecodeOptions()
 
     # ------------------------------------------------------------------ encoding
     def user_content(self, example) -> str:
@@ -258,43 +241,59 @@ class SpokenDialogueModel(ABC):
         return logp.reshape(B, -1) * m, (ent.reshape(B, -1) * m if ent is not None else None)
 
     @abstractmethod
+    def slot_rules(self, rows: int, vocab_size: int, device: torch.device) -> SlotRules:
+        """This architecture's decoding state machine (which tokens each slot allows) for ``rows`` rows."""
+
+    @torch.no_grad()
     def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
                  max_new_tokens: int, seed: int | None = None) -> Rollout:
-        """``num_samples`` responses per example in one batched, KV-cached decode loop."""
+        """``num_samples`` responses per example in one batched decode loop (models/decoding.py): each prompt
+        prefilled once, a static KV cache, ``self.decode_options`` for the speed settings."""
+        gen, prompts, ids, attn, pos = generation_inputs(self, examples, num_samples, max_new_tokens, seed)
+        out = decode(self, ids, attn, pos, group=num_samples, max_new_tokens=max_new_tokens,
+                     rules=lambda rows, vocab: self.slot_rules(rows, vocab, self.device), text=text_sampling,
+                     speech=speech_sampling, generator=gen, options=self.decode_options)
+        responses, logprobs, forced = out.responses(self.layout.eos_id)
+        return self._rollout([prompts[i // num_samples] for i in range(len(responses))], responses, logprobs,
+                             num_samples, forced)
+
+    def forced_mask(self, prompts: list[np.ndarray], responses: list[np.ndarray]) -> Tensor:
+        """(B, N) bool on :meth:`collate`'s N axis: the response positions whose slot allows exactly one token
+        (e.g. parallel ``text_pad`` after ``text_end``, ``eos`` once both channels ended), found by
+        teacher-forcing each laid-out response through the decoder's slot rules. Equals ``Rollout.forced``
+        for generated responses; these positions are not actions of the policy."""
+        vocab = getattr(core_module(self.model).config, "vocab_size", None) or len(self.tokenizer)
+        flags = teacher_forced(self.slot_rules(len(responses), vocab, torch.device("cpu")), responses,
+                               self.layout.pad_id)
+        return self._on_response_axis(prompts, responses, flags)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _generation_inputs(self, examples, num_samples: int, max_new_tokens: int, seed: int | None
-                           ) -> tuple[torch.Generator, list[np.ndarray], Tensor, Tensor, Tensor]:
-        """Checked sizes, then the seeded sampling generator, the encoded prompts and their left-padded batch on
-        the device: ``(generator, prompts, ids, attention_mask, position_ids)``."""
-        if num_samples < 1 or max_new_tokens < 1:
-            raise ValueError(f"num_samples ({num_samples}) and max_new_tokens ({max_new_tokens}) must be >= 1")
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item()))
-        prompts = [self.encode_prompt(e) for e in examples]
-        ids, attn = left_pad(prompts, self.layout.pad_id)
-        ids, attn = ids.to(self.device), attn.to(self.device)
-        return gen, prompts, ids, attn, (attn.cumsum(-1) - 1).clamp(min=0)
+    @staticmethod
+    def _on_response_axis(prompts: list[np.ndarray], responses: list[np.ndarray], values: list[Tensor]) -> Tensor:
+        """Per-row (n, S) values of each response placed on collate's (B, N) axis (N = (L-1) * S), zero elsewhere."""
+        steps = max(len(p) + len(r) for p, r in zip(prompts, responses)) - 1
+        streams = values[0].shape[-1] if values[0].dim() == 2 else 1
+        out = torch.zeros(len(responses), steps, streams, dtype=values[0].dtype)
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            out[i, len(p) - 1: len(p) - 1 + len(r)] = values[i].reshape(len(r), streams).cpu()
+        return out.reshape(len(responses), -1)
 
     def _rollout(self, prompts: list[np.ndarray], responses: list[np.ndarray], logprobs: list[Tensor],
-                 group_size: int) -> Rollout:
-        """Assemble a Rollout: collate, place generation log-probs on the batch's N axis, split the channels."""
+                 group_size: int, forced: list[Tensor]) -> Rollout:
+        """Assemble a Rollout: collate, place log-probs and forced flags on the batch's N axis, split the channels."""
         batch = self.collate(prompts, responses)
-        streams = batch.input_ids.shape[2] if batch.input_ids.dim() == 3 else 1
-        steps = batch.input_ids.shape[1] - 1
-        lp = torch.zeros(len(responses), steps, streams)
-        for i, (p, r) in enumerate(zip(prompts, responses)):
-            lp[i, len(p) - 1: len(p) - 1 + len(r)] = logprobs[i].reshape(len(r), streams).float().cpu()
         texts, units = [], []
         for r in responses:
             t, u = self.layout.split_response(r)
             texts.append(self.decode_text(t))
             units.append(u)
-        return Rollout(batch=batch, logprobs=lp.reshape(len(responses), -1), group_size=group_size, texts=texts,
-                       units=units, prompt_index=[i // group_size for i in range(len(responses))])
+        return Rollout(batch=batch, logprobs=self._on_response_axis(prompts, responses, [x.float() for x in logprobs]),
+                       group_size=group_size, texts=texts, units=units,
+                       prompt_index=[i // group_size for i in range(len(responses))],
+                       forced=self._on_response_axis(prompts, responses, forced))
 
     # ------------------------------------------------------------------ reference policy
     def is_lora(self) -> bool:

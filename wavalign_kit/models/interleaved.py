@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from wavalign_kit.channels import ChannelLayout
-from wavalign_kit.models.base import (
-    Rollout,
-    SpokenDialogueModel,
-    TokenBatch,
-    forward_cache_kwarg,
-    output_cache,
-    text_vocab_mask,
-)
-from wavalign_kit.models.sampling import (
-    Sampling,
-    channel_settings,
-    gather_logprobs,
-    row_settings,
-    sample_tokens,
-)
+from wavalign_kit.models.base import SpokenDialogueModel, TokenBatch, text_vocab_mask
 
 # Slot kinds of the interleaved decoding state machine (rows of the allowed-token table).
 TEXT_SLOT, TEXT_OR_AUDIO_END, SPEECH_SLOT, EOS_SLOT, PAD_SLOT, FIRST_UNIT = range(6)
@@ -37,6 +21,7 @@ class InterleavedSlots:
     ``end_audio`` always directly follows a unit, also right after a full speech chunk, where layout_response
     puts it, so a speech run starts with a unit (FIRST_UNIT slot); when both are closed
     the row emits ``eos``, then padding. All state lives on the device: no host synchronisation.
+    Implements the decoder's SlotRules with one stream; a slot kind that allows one token (``eos``) is forced.
     """
 
     def __init__(self, layout: ChannelLayout, tokenizer, vocab_size: int, rows: int, device: torch.device) -> None:
@@ -60,11 +45,14 @@ class InterleavedSlots:
         if layout.end_audio_id is not None:
             first_unit[layout.end_audio_id] = False
         self.table = torch.stack([text, text_or_end, speech, eos, pad, first_unit]).to(device)  # (6, V)
+        self.single = self.table.sum(-1) == 1                                                    # (6,) forced kinds
+        self.speech_kind = torch.tensor([k in (SPEECH_SLOT, FIRST_UNIT) for k in range(6)], device=device)
         self.chunks = torch.tensor(layout.ratio.chunks, device=device)  # (C, 2)
         z = torch.zeros(rows, dtype=torch.long, device=device)
         self.chunk, self.rem_text, self.rem_speech = z.clone(), z + self.chunks[0, 0], z + self.chunks[0, 1]
         f = torch.zeros(rows, dtype=torch.bool, device=device)
         self.text_done, self.speech_done, self.finished, self.last_unit = f.clone(), f.clone(), f.clone(), f.clone()
+        self.kind = z.clone()
 
     def slots(self) -> Tensor:
         """(B,) slot kind of the next position of every row."""
@@ -101,6 +89,21 @@ class InterleavedSlots:
         self.rem_text = torch.where(advance, self.chunks[self.chunk, 0], self.rem_text)
         self.rem_speech = torch.where(advance, self.chunks[self.chunk, 1], self.rem_speech)
 
+    # ---------------------------------------------------------------- SlotRules (decoding.py), one stream
+    def allowed_tokens(self) -> tuple[Tensor, Tensor]:
+        self.kind = self.slots()
+        return self.table[self.kind].unsqueeze(1), self.speech_kind[self.kind].unsqueeze(1)   # (R, 1, V), (R, 1)
+
+    def resolve(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        return tokens, self.single[self.kind].unsqueeze(1)
+
+    def advance(self, tokens: Tensor) -> None:
+        self.update(self.kind, tokens[:, 0])
+
+    def select(self, rows: Tensor) -> None:
+        for name in ("chunk", "rem_text", "rem_speech", "text_done", "speech_done", "finished", "last_unit", "kind"):
+            setattr(self, name, getattr(self, name)[rows])
+
 
 class InterleavedModel(SpokenDialogueModel):
     """A causal LM over one token stream in which text and speech-unit tokens alternate by the layout's ratio."""
@@ -132,51 +135,5 @@ class InterleavedModel(SpokenDialogueModel):
         text, speech = self.layout.masks(ids[:, 1:], valid=resp)
         return TokenBatch(ids, attn, torch.tensor([len(p) for p in prompts]), resp, text & resp, speech & resp)
 
-    @torch.no_grad()
-    def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
-                 max_new_tokens: int, seed: int | None = None) -> Rollout:
-        # ids (P, Lp), attention mask and positions (P, Lp)
-        gen, prompts, ids, attn, pos = self._generation_inputs(examples, num_samples, max_new_tokens, seed)
-        was_training = self.model.training
-        self.model.eval()
-        dev, G = self.device, num_samples
-        core = self.model.get_base_model() if self.is_lora() else self.model
-        key = forward_cache_kwarg(core)
-        last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(core.forward).parameters else {}
-        # prefill each prompt once, then share its cache across the G samples of its group
-        out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **last_only)
-        cache = output_cache(out)
-        cache.batch_repeat_interleave(G)
-        logits = out.logits[:, -1].repeat_interleave(G, 0)                      # (B, V)
-        B, Lp = logits.shape[0], ids.shape[1]
-        attn_all = torch.ones(B, Lp + max_new_tokens, dtype=torch.long, device=dev)
-        attn_all[:, :Lp] = attn.repeat_interleave(G, 0)
-        next_pos = pos[:, -1].repeat_interleave(G, 0) + 1                       # (B,)
-        tokens = torch.full((B, max_new_tokens), self.layout.pad_id, dtype=torch.long, device=dev)
-        logps = torch.zeros(B, max_new_tokens, device=dev)
-        slots = InterleavedSlots(self.layout, self.tokenizer, logits.shape[-1], B, dev)
-        steps = max_new_tokens
-        settings = channel_settings(text_sampling, speech_sampling, dev)
-        for t in range(max_new_tokens):
-            kind = slots.slots()
-            temp, top_p, top_k = row_settings((kind == SPEECH_SLOT) | (kind == FIRST_UNIT), settings)
-            tok = sample_tokens(logits, slots.allowed(kind), temp, top_p, top_k, gen)
-            tokens[:, t] = tok
-            logps[:, t] = gather_logprobs(logits, tok)[0]
-            slots.update(kind, tok)
-            if t + 1 == max_new_tokens or ((t % 4 == 3) and bool(slots.finished.all())):  # the only host sync
-                steps = t + 1
-                break
-            out = self.model(input_ids=tok[:, None], attention_mask=attn_all[:, : Lp + t + 1],
-                             position_ids=next_pos[:, None], use_cache=True, **{key: cache})
-            cache, logits = output_cache(out), out.logits[:, -1]
-            next_pos += 1
-        self.model.train(was_training)
-        tokens, logps = tokens[:, :steps].cpu(), logps[:, :steps].cpu()
-        responses, lps = [], []
-        for i in range(B):
-            stop = (tokens[i] == self.layout.eos_id).nonzero()
-            n = int(stop[0]) + 1 if len(stop) else steps
-            responses.append(tokens[i, :n].numpy())
-            lps.append(logps[i, :n])
-        return self._rollout([prompts[i // G] for i in range(B)], responses, lps, G)
+    def slot_rules(self, rows: int, vocab_size: int, device: torch.device) -> InterleavedSlots:
+        return InterleavedSlots(self.layout, self.tokenizer, vocab_size, rows, device)

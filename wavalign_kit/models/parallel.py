@@ -11,21 +11,8 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.utils import ModelOutput
 
 from wavalign_kit.channels import ChannelLayout
-from wavalign_kit.models.base import (
-    Rollout,
-    SpokenDialogueModel,
-    TokenBatch,
-    forward_cache_kwarg,
-    output_cache,
-    text_vocab_mask,
-)
-from wavalign_kit.models.sampling import (
-    Sampling,
-    channel_settings,
-    gather_logprobs,
-    row_settings,
-    sample_tokens,
-)
+from wavalign_kit.models.base import SpokenDialogueModel, TokenBatch, text_vocab_mask
+from wavalign_kit.models.decoding import forward_cache_kwarg, output_cache
 
 
 class DualStreamConfig(PretrainedConfig):
@@ -102,8 +89,9 @@ class DualStreamModel(PreTrainedModel):
         self.backbone.embed_tokens = value
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
-                cache=None, use_cache: bool | None = None, **kwargs) -> DualStreamOutput:
-        """``input_ids`` (B, L, 1+K) -> DualStreamOutput with logits for the next step of every stream."""
+                cache=None, use_cache: bool | None = None, logits_to_keep: int = 0, **kwargs) -> DualStreamOutput:
+        """``input_ids`` (B, L, 1+K) -> DualStreamOutput with logits for the next step of every stream
+        (of the last ``logits_to_keep`` positions only when it is > 0)."""
         if input_ids.dim() != 3 or input_ids.shape[-1] != 1 + self.config.num_codebooks:
             raise ValueError(f"input_ids: expected (B, L, {1 + self.config.num_codebooks}), got {tuple(input_ids.shape)}")
         h = self.backbone.embed_tokens(input_ids[..., 0])                       # (B, L, d)
@@ -112,10 +100,62 @@ class DualStreamModel(PreTrainedModel):
         key = forward_cache_kwarg(self.backbone)
         out = self.backbone(inputs_embeds=h, attention_mask=attention_mask, position_ids=position_ids,
                             use_cache=use_cache, **({key: cache} if cache is not None else {}))
-        x = out.last_hidden_state                                                # (B, L, d)
+        x = out.last_hidden_state[:, -logits_to_keep:]                           # (B, L, d); 0 keeps all
         speech = torch.stack([head(x) for head in self.speech_heads], dim=2)     # (B, L, K, V)
         return DualStreamOutput(text_logits=self.text_head(x), speech_logits=speech,
                                 cache=output_cache(out) if use_cache else None)
+
+
+class ParallelSlots:
+    """Per-row state machine of the parallel layout (ChannelLayout.layout_response), the decoder's SlotRules.
+
+    Stream 0 emits text words until ``text_end``, then ``text_pad`` while speech runs and ``eos`` once speech has
+    ended too; speech streams emit ``speech_pad`` for the first ``speech_delay`` steps, then units until the
+    first codebook emits ``speech_pad`` (which ends speech: the other codebooks follow it), then ``speech_pad``.
+    A slot left with one token by these rules is forced. All state lives on the device.
+    """
+
+    def __init__(self, layout: ChannelLayout, tokenizer, vocab_size: int, rows: int, device: torch.device) -> None:
+        self.layout, K = layout, layout.num_codebooks
+        text = text_vocab_mask(tokenizer, layout, vocab_size)
+        text[layout.text_end_id] = True
+        speech = torch.zeros(vocab_size, dtype=torch.bool)
+        lo = layout.speech_start or 0
+        speech[lo: lo + layout.num_units] = True
+        speech[layout.speech_pad_id] = True
+        self.table = torch.stack([text] + [speech] * K).to(device)                           # (S, V)
+        self.speech_stream = torch.arange(1 + K, device=device) >= 1                          # (S,)
+        self.follows_first = torch.arange(K, device=device) >= 1                              # (K,) codebooks 2..K
+        self.step = torch.zeros(rows, dtype=torch.long, device=device)
+        f = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.text_done, self.speech_done, self.finished = f.clone(), f.clone(), f.clone()
+
+    def allowed_tokens(self) -> tuple[Tensor, Tensor]:
+        R, (S, V) = len(self.step), self.table.shape
+        return self.table.expand(R, S, V), self.speech_stream.expand(R, S)
+
+    def resolve(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        lay = self.layout
+        waiting = self.speech_done | self.finished | (self.step < lay.speech_delay)         # (R,) speech pad forced
+        ends_now = ~waiting & (tokens[:, 1] == lay.speech_pad_id)                           # first codebook ends speech
+        speech = torch.where((waiting | ends_now).unsqueeze(-1), lay.speech_pad_id, tokens[:, 1:])   # (R, K)
+        speech_forced = waiting.unsqueeze(-1) | (ends_now.unsqueeze(-1) & self.follows_first)
+        speech_over = self.speech_done | ((self.step >= lay.speech_delay) & (speech[:, 0] == lay.speech_pad_id))
+        text = torch.where(self.text_done, torch.where(speech_over, lay.eos_id, lay.text_pad_id), tokens[:, 0])
+        step = torch.where(self.finished.unsqueeze(-1), lay.pad_id, torch.cat([text.unsqueeze(-1), speech], 1))
+        forced = torch.cat([(self.text_done | self.finished).unsqueeze(-1), speech_forced], 1)
+        return step, forced
+
+    def advance(self, tokens: Tensor) -> None:
+        lay = self.layout
+        self.speech_done = self.speech_done | ((self.step >= lay.speech_delay) & (tokens[:, 1] == lay.speech_pad_id))
+        self.finished = self.finished | (tokens[:, 0] == lay.eos_id)
+        self.text_done = self.text_done | (tokens[:, 0] == lay.text_end_id)
+        self.step = self.step + 1
+
+    def select(self, rows: Tensor) -> None:
+        for name in ("step", "text_done", "speech_done", "finished"):
+            setattr(self, name, getattr(self, name)[rows])
 
 
 AutoConfig.register(DualStreamConfig.model_type, DualStreamConfig, exist_ok=True)
@@ -175,72 +215,5 @@ class ParallelModel(SpokenDialogueModel):
         return TokenBatch(ids, attn, torch.tensor([len(p) for p in prompts]), full.reshape(B, -1),
                           (text & full).reshape(B, -1), (speech & full).reshape(B, -1))
 
-    @torch.no_grad()
-    def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
-                 max_new_tokens: int, seed: int | None = None) -> Rollout:
-        # ids (P, Lp, S), attention mask and positions (P, Lp)
-        gen, prompts, ids, attn, pos = self._generation_inputs(examples, num_samples, max_new_tokens, seed)
-        lay, G, dev = self.layout, num_samples, self.device
-        was_training = self.model.training
-        self.model.eval()
-        out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
-        cache = output_cache(out)
-        cache.batch_repeat_interleave(G)
-        logits = out.logits[:, -1].repeat_interleave(G, 0)                      # (B, S, V)
-        B, Lp, S, V = logits.shape[0], ids.shape[1], self.streams, logits.shape[-1]
-        attn_all = torch.ones(B, Lp + max_new_tokens, dtype=torch.long, device=dev)
-        attn_all[:, :Lp] = attn.repeat_interleave(G, 0)
-        next_pos = pos[:, -1].repeat_interleave(G, 0) + 1
-        tokens = torch.full((B, max_new_tokens, S), lay.pad_id, dtype=torch.long, device=dev)
-        logps = torch.zeros(B, max_new_tokens, S, device=dev)
-        # allowed-token tables: text stream (text words + text_end), speech streams (units + speech_pad)
-        text_ok = text_vocab_mask(self.tokenizer, lay, V).to(dev)
-        if lay.text_end_id is not None:
-            text_ok[lay.text_end_id] = True
-        lo = lay.speech_start or 0
-        unit_ok = torch.zeros(V, dtype=torch.bool, device=dev)
-        unit_ok[lo: lo + lay.num_units] = True
-        speech_ok = unit_ok.clone()
-        speech_ok[lay.speech_pad_id] = True
-        text_done = torch.zeros(B, dtype=torch.bool, device=dev)
-        speech_done, finished = text_done.clone(), text_done.clone()
-        ones = torch.ones(B, dtype=torch.bool, device=dev)
-        steps = max_new_tokens
-        settings = channel_settings(text_sampling, speech_sampling, dev)
-        key = "cache"
-        for t in range(max_new_tokens):
-            # speech streams: forced speech_pad before the delay and after the speech ended
-            sp_logits = logits[:, 1:].reshape(B * (S - 1), V)
-            temp, top_p, top_k = row_settings(ones.repeat_interleave(S - 1), settings)
-            sp_allowed = speech_ok.expand(B * (S - 1), V)
-            sp = sample_tokens(sp_logits, sp_allowed, temp, top_p, top_k, gen).reshape(B, S - 1)
-            forced_pad = (speech_done | finished | (t < lay.speech_delay)).unsqueeze(-1) | (sp[:, :1] == lay.speech_pad_id)
-            sp = torch.where(forced_pad, lay.speech_pad_id, sp)
-            speech_done |= (t >= lay.speech_delay) & (sp[:, 0] == lay.speech_pad_id)
-            # text stream: words until text_end, then text_pad while speech runs, eos once both ended
-            temp, top_p, top_k = row_settings(~ones, settings)
-            tx = sample_tokens(logits[:, 0], text_ok.expand(B, V), temp, top_p, top_k, gen)
-            after_text = torch.where(speech_done, lay.eos_id, lay.text_pad_id)
-            tx = torch.where(text_done, after_text, tx)
-            step = torch.cat([tx[:, None], sp], dim=1)                            # (B, S)
-            step = torch.where(finished.unsqueeze(-1), lay.pad_id, step)
-            tokens[:, t] = step
-            logps[:, t] = gather_logprobs(logits, step)[0]
-            finished |= step[:, 0] == lay.eos_id
-            text_done |= step[:, 0] == lay.text_end_id
-            if t + 1 == max_new_tokens or ((t % 4 == 3) and bool(finished.all())):
-                steps = t + 1
-                break
-            out = self.model(input_ids=step[:, None], attention_mask=attn_all[:, : Lp + t + 1],
-                             position_ids=next_pos[:, None], use_cache=True, **{key: cache})
-            cache, logits = output_cache(out), out.logits[:, -1]
-            next_pos += 1
-        self.model.train(was_training)
-        tokens, logps = tokens[:, :steps].cpu(), logps[:, :steps].cpu()
-        responses, lps = [], []
-        for i in range(B):
-            stop = (tokens[i, :, 0] == lay.eos_id).nonzero()
-            n = int(stop[0]) + 1 if len(stop) else steps
-            responses.append(tokens[i, :n].numpy())
-            lps.append(logps[i, :n])
-        return self._rollout([prompts[i // G] for i in range(B)], responses, lps, G)
+    def slot_rules(self, rows: int, vocab_size: int, device: torch.device) -> ParallelSlots:
+        return ParallelSlots(self.layout, self.tokenizer, vocab_size, rows, device)

@@ -24,6 +24,11 @@ class Sampling:
         if self.top_k < 0:
             raise ValueError(f"Sampling.top_k must be >= 0 (0 = off), got {self.top_k}")
 
+    @property
+    def filters(self) -> bool:
+        """True when this channel samples from a truncated distribution (top-k or top-p)."""
+        return self.temperature > 0 and (self.top_p < 1.0 or self.top_k > 0)
+
 
 def channel_settings(text: Sampling, speech: Sampling, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """(temperature, top_p, top_k) tensors of shape (2,): index 0 = text slot, 1 = speech slot."""
@@ -45,25 +50,61 @@ def sample_tokens(
     top_p: Tensor,
     top_k: Tensor,
     generator: torch.Generator | None = None,
+    *,
+    filtered: bool = True,
 ) -> Tensor:
     """Sample one token per row from ``logits`` (B, V) restricted to ``allowed`` (B, V) bool.
 
-    Each row has its own temperature (0 = argmax), top-k (0 = off) and top-p. Rows with a single allowed
-    token (forced slots) always return it. Returns (B,) int64.
+    Each row has its own temperature (0 = argmax), top-k (0 = off) and top-p; ``filtered=False`` skips the
+    top-k / top-p truncation (callers pass it when no row truncates). Draws invert the CDF at uniforms from
+    ``generator`` (the distribution of ``torch.multinomial``, about 10x cheaper on CPU). Rows with a single
+    allowed token (forced slots) always return it. Returns (B,) int64.
     """
     logits = logits.float().masked_fill(~allowed, float("-inf"))                   # (B, V)
     greedy = logits.argmax(-1)                                                      # (B,)
-    scaled = logits / temperature.clamp(min=1e-5).unsqueeze(-1)                     # (B, V)
-    sorted_logits, order = scaled.sort(-1, descending=True)                         # (B, V)
-    ranks = torch.arange(logits.shape[-1], device=logits.device).unsqueeze(0)       # (1, V)
-    drop = (top_k.unsqueeze(-1) > 0) & (ranks >= top_k.unsqueeze(-1))               # top-k
-    probs = sorted_logits.softmax(-1)
-    cum_before = probs.cumsum(-1) - probs                                           # mass strictly above
-    drop |= cum_before >= top_p.unsqueeze(-1)                                       # nucleus; keeps rank 0
-    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-    choice = torch.multinomial(sorted_logits.softmax(-1), 1, generator=generator).squeeze(-1)
-    sampled = order.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+    probs = (logits / temperature.clamp(min=1e-5).unsqueeze(-1)).softmax(-1)        # (B, V)
+    if not filtered:
+        sampled = inverse_cdf(probs, torch.rand(len(probs), 1, generator=generator, device=probs.device))[:, 0]
+    elif probs.device.type == "cpu":   # torch's CPU sort costs more than a decode step's sampling otherwise
+        sampled = truncated_by_rejection(probs, top_p, top_k, generator)
+    else:
+        sampled = truncated_by_sort(probs, top_p, top_k, generator)
     return torch.where(temperature <= 0, greedy, sampled)
+
+
+def inverse_cdf(probs: Tensor, u: Tensor) -> Tensor:
+    """(B, K) token indices drawn from unnormalised ``probs`` (B, V) at uniforms ``u`` (B, K) in [0, 1)."""
+    cdf = probs.cumsum(-1)                                                          # (B, V)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp(max=cdf.shape[-1] - 1)  # first cdf > u
+    return torch.where(probs.gather(-1, idx) > 0, idx, probs.argmax(-1, keepdim=True))    # u rounded up to 1
+
+
+def truncated_by_sort(probs: Tensor, top_p: Tensor, top_k: Tensor, generator: torch.Generator | None) -> Tensor:
+    """(B,) draws from ``probs`` (B, V) kept to each row's top-k tokens and its nucleus (the tokens whose
+    higher-ranked mass is below top_p; the first always stays), by sorting."""
+    srt, order = probs.sort(-1, descending=True)                                    # (B, V)
+    ranks = torch.arange(probs.shape[-1], device=probs.device).unsqueeze(0)         # (1, V)
+    drop = (top_k.unsqueeze(-1) > 0) & (ranks >= top_k.unsqueeze(-1))               # top-k
+    drop |= (srt.cumsum(-1) - srt) >= top_p.unsqueeze(-1)                           # nucleus: mass above
+    u = torch.rand(len(probs), 1, generator=generator, device=probs.device)
+    return order.gather(-1, inverse_cdf(srt.masked_fill(drop, 0.0), u))[:, 0]
+
+
+def truncated_by_rejection(probs: Tensor, top_p: Tensor, top_k: Tensor, generator: torch.Generator | None,
+                           draws: int = 4) -> Tensor:
+    """The distribution of :func:`truncated_by_sort` without sorting: ``draws`` candidates per row from the
+    untruncated ``probs``, the first inside the row's top-k and nucleus wins (accepted draws follow p restricted
+    to that set); rows whose candidates all fell outside (chance (1 - nucleus mass) ** draws) are drawn by
+    sorting. Tokens tied with the last one inside stay inside."""
+    cand = inverse_cdf(probs, torch.rand(len(probs), draws, generator=generator, device=probs.device))  # (B, K)
+    above = probs.unsqueeze(1) > probs.gather(-1, cand).unsqueeze(-1)               # (B, K, V) ranked higher
+    inside = (probs.unsqueeze(1) * above).sum(-1) < top_p.unsqueeze(-1)             # nucleus
+    inside &= (top_k.unsqueeze(-1) <= 0) | (above.sum(-1) < top_k.unsqueeze(-1))    # top-k
+    sampled = cand.gather(-1, inside.int().argmax(-1, keepdim=True))[:, 0]          # first accepted candidate
+    missed = ~inside.any(-1)
+    if missed.any():                                                                # CPU: no device sync
+        sampled[missed] = truncated_by_sort(probs[missed], top_p[missed], top_k[missed], generator)
+    return sampled
 
 
 def gather_logprobs(logits: Tensor, tokens: Tensor, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
