@@ -14,7 +14,7 @@ from wavalign_kit.errors import JudgeFailure
 from wavalign_kit.models import build_model
 from wavalign_kit.models.base import Rollout
 from wavalign_kit.rewards import CompositeReward, JudgeScores, RewardResult
-from wavalign_kit.train import grpo
+from wavalign_kit.train import grpo, sft
 from wavalign_kit.train.config import TrainConfig, known_presets, preset_path, resolve_config
 from wavalign_kit.train.metrics_log import BASE_COLUMNS, read_metrics
 from wavalign_kit.train.rollout import ScoredRollout
@@ -262,3 +262,32 @@ def test_paper_and_code_setups_are_one_override_away():
     assert (mixed.beta_text, mixed.temperature) == (0.01, 0.5)
     with pytest.raises(ConfigError, match="train.setup"):
         resolve_config({}, recipe, {"setup": "papr"})
+
+
+@pytest.mark.parametrize("arch", ["interleaved", "parallel"])
+def test_forced_tokens_are_not_actions(world, arch):
+    """Positions the decoder forces (parallel text_pad / eos, interleaved eos) are left out of the RL and DPO masks:
+    no RL gradient reaches them and they do not dilute the text channel."""
+    from wavalign_kit.train import dpo
+
+    cfg, model = make(world, "grpo_text", arch)
+    examples = world.split("train")[:2]
+    batch = grpo.prepare(model, examples, cfg, reward=synthetic_reward(), codec=None, seed=0)
+    rl = batch.tokens.rows(slice(0, batch.rl_rows))
+    rollout_forced = grpo.collect(model, examples, cfg, synthetic_reward(), None, 0).rollout.forced
+    assert not (rl.response_mask & rollout_forced).any()
+    assert rollout_forced.any() or arch == "interleaved"   # an untrained interleaved model rarely closes both channels
+    # the text-only RL gradient vanishes on every forced position (and on speech), not only outside the response
+    logp, _ = model.token_logprobs(batch.tokens)
+    logp.retain_grad()
+    loss, _ = grpo.loss(lambda b, with_entropy=False: (logp, torch.zeros_like(logp)), batch, cfg, 1.0)
+    loss.backward()
+    assert torch.count_nonzero(logp.grad[: batch.rl_rows][rollout_forced]) == 0
+    # gold targets through DPO: the layout's forced tokens (most of the parallel text stream) leave the text mask
+    full = sft.target_batch(model, examples)
+    pairs = dpo.prepare(model, examples, make(world, "dpo_text", arch, dpo_source="offline")[0])
+    chosen = pairs.tokens.rows(slice(0, len(examples)))
+    words = [len(e.target_text.split()) for e in examples]
+    assert chosen.text_mask.sum(1).tolist() == [w + 1 for w in words]        # the words and text_end: the choices
+    if arch == "parallel":
+        assert (full.text_mask.sum(1) > 2 * chosen.text_mask.sum(1)).all()    # text_pad ... eos were counted

@@ -65,6 +65,13 @@ class TokenBatch:
             raise ValueError(f"channel: {which!r} is not one of {list(masks)}")
         return masks[which]
 
+    def excluding(self, positions: Tensor) -> TokenBatch:
+        """The batch with ``positions`` (B, N) bool taken out of its response and channel masks: e.g. the tokens
+        the decoder forced, which are not the policy's actions (RL and DPO masks leave them out)."""
+        keep = ~positions.to(self.response_mask.device)
+        return TokenBatch(self.input_ids, self.attention_mask, self.prompt_lengths, self.response_mask & keep,
+                          self.text_mask & keep, self.speech_mask & keep)
+
     def rows(self, index: slice | Sequence[int] | Tensor, *, trim: bool = False) -> TokenBatch:
         """Rows ``index`` (same L and N, so per-token tensors stay aligned; ``trim`` drops trailing padding)."""
         if not isinstance(index, slice):

@@ -115,7 +115,8 @@ class PairBatch:
 
 
 def offline_pairs(model, examples: Sequence[Any]) -> tuple[TokenBatch, TokenBatch]:
-    """(chosen, rejected) batches from the examples' target and rejected responses."""
+    """(chosen, rejected) batches from the examples' target and rejected responses, their forced tokens (those the
+    layout dictates) left out of the masks."""
     missing = [e.id for e in examples if not has_rejected(e)]
     if missing:
         raise ValueError(f"offline DPO: examples {missing[:5]} have no rejected_text / rejected_units; use "
@@ -124,6 +125,7 @@ def offline_pairs(model, examples: Sequence[Any]) -> tuple[TokenBatch, TokenBatc
     chosen = [model.encode_response(e.target_text, e.target_units) for e in examples]
     rejected = [model.encode_response(e.rejected_text, e.rejected_units) for e in examples]
     both = model.collate(prompts + prompts, chosen + rejected)
+    both = both.excluding(model.forced_mask(prompts + prompts, chosen + rejected))     # not the choices compared
     n = len(examples)
     return both.rows(slice(0, n)), both.rows(slice(n, 2 * n))
 
@@ -138,7 +140,7 @@ def prepare(model, examples: Sequence[Any], cfg: TrainConfig, *, reward=None, co
         scores = pair_scores(r.total, r.semantic if len(r.semantic) else None,
                              r.acoustic if len(r.acoustic) else None, cfg.pair_score_mode)
         ps = build_pairs(scores, cfg.group_size, cfg.pair_min_margin)            # best vs worst of each group
-        batch = scored.rollout.batch
+        batch = scored.rollout.batch.excluding(scored.rollout.forced)            # forced tokens are not choices
         if ps.chosen:
             parts = [batch.rows(ps.chosen, trim=True), batch.rows(ps.rejected, trim=True)]
         extra = dict(dropped=ps.dropped, group_rewards=scored.group_rewards, rewards=r, timings=scored.timings)

@@ -158,7 +158,7 @@ class RLBatch:
 def prepare(model, examples: Sequence[Any], cfg: TrainConfig, *, reward, codec, seed: int) -> RLBatch:
     """Rollout -> rewards -> advantages -> the fused batch (and the reference / old log-probs it needs)."""
     scored = collect(model, examples, cfg, reward, codec, seed)                  # G responses per prompt, scored
-    rl = scored.rollout.batch                                                   # (B, L) sampled responses
+    rl = scored.rollout.batch.excluding(scored.rollout.forced)                  # (B, L) sampled tokens: the actions
     tokens = TokenBatch.concat([rl, sft.target_batch(model, examples)], model.layout.pad_id) if cfg.anchor else rl
     B = len(rl)
     rl_part = tokens.rows(slice(0, B)).check()
