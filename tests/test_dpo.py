@@ -41,8 +41,8 @@ def test_offline_first_step_loss_is_log2(world, tmp_path):
 
 
 def test_channel_mask_changes_the_sequence_logps(world):
-    cfg_all, model = setup(world, "dpo_full")
-    cfg_text, _ = setup(world, "dpo_text")
+    cfg_all, model = setup(world, "dpo_full", dpo_source="offline")
+    cfg_text, _ = setup(world, "dpo_text", dpo_source="offline")
     ex = world.split("train")[:2]
     pb = dpo.prepare(model, ex, cfg_all)                     # offline: every example has a rejected response
     assert pb.pairs == 2 and pb.rewards is None
@@ -65,7 +65,7 @@ def test_offline_without_rejected_is_an_error(world, tmp_path):
     cfg, model = setup(world, "dpo_text", dpo_source="offline")
     with pytest.raises(ConfigError, match="dpo_source=offline but 1 examples"):
         Trainer(cfg, model, broken, tmp_path)
-    cfg, model = setup(world, "dpo_text")   # auto: falls back to online pairs
+    cfg, model = setup(world, "dpo_text")   # the default: pairs sampled from the base model, no rejected needed
     Trainer(cfg, model, broken, tmp_path / "auto", reward=synthetic_reward()).train()
     rows = read_metrics(tmp_path / "auto" / "metrics.csv")
     assert rows[0]["reward_mean"] != ""
@@ -91,3 +91,30 @@ def test_online_margin_drops_pairs(world, tmp_path):
     assert all(float(r["pairs"]) == 0 and float(r["pairs_skipped"]) == 2 and r["loss"] == "" for r in rows)
     assert any("nothing to train on" in line for line in logs)
     assert np.isfinite(float(rows[0]["reward_mean"]))
+
+
+def test_default_pairs_are_base_model_samples_ranked_by_the_reward(world):
+    """dpo_source=sampled (the presets' default, as in the paper): pairs come from responses of the reference
+    (base) model, not of the moving policy, ranked by the reward: best vs worst, ties dropped and counted."""
+    from wavalign_kit.train.pairs import build_pairs
+    from wavalign_kit.train.rollout import collect
+
+    cfg, model = setup(world, "dpo_text")
+    assert cfg.dpo_source == "sampled"
+    examples = world.split("train")[:2]
+    model.snapshot_reference()                              # what the trainer does before the first step
+    reference = collect(model, examples, cfg, synthetic_reward(), None, seed=3, reference=True)
+    with torch.no_grad():                                   # the policy moves away from the reference
+        for p in model.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pb = dpo.prepare(model, examples, cfg, reward=synthetic_reward(), seed=3)
+    ps = build_pairs(reference.rewards.total, cfg.group_size, cfg.pair_min_margin)
+    assert pb.pairs == len(ps.chosen) and pb.dropped == ps.ties + ps.below_margin
+    assert np.array_equal(pb.group_rewards, reference.group_rewards)           # the base model's samples
+    if ps.chosen:
+        chosen = pb.tokens.rows(slice(0, pb.pairs), trim=True)
+        expected = reference.rollout.batch.rows(ps.chosen, trim=True)
+        assert torch.equal(chosen.input_ids[:, : expected.length], expected.input_ids)
+    online = dpo.prepare(model, examples, setup(world, "dpo_text", dpo_source="online")[0],
+                         reward=synthetic_reward(), seed=3)
+    assert not np.array_equal(online.group_rewards, reference.group_rewards)  # the moved policy samples others

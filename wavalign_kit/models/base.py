@@ -253,13 +253,22 @@ class SpokenDialogueModel(ABC):
 
     @torch.no_grad()
     def generate(self, examples, *, num_samples: int, text_sampling: Sampling, speech_sampling: Sampling,
-                 max_new_tokens: int, seed: int | None = None) -> Rollout:
+                 max_new_tokens: int, seed: int | None = None, reference: bool = False) -> Rollout:
         """``num_samples`` responses per example in one batched decode loop (models/decoding.py): each prompt
-        prefilled once, a static KV cache, ``self.decode_options`` for the speed settings."""
+        prefilled once, a static KV cache, ``self.decode_options`` for the speed settings. ``reference``: sample
+        from the reference policy pi_ref (adapters disabled under LoRA, else the frozen copy), e.g. the base
+        model's responses that paper-style DPO ranks into pairs."""
+        if reference and self.is_lora():
+            with self.model.disable_adapter():
+                return self.generate(examples, num_samples=num_samples, text_sampling=text_sampling,
+                                     speech_sampling=speech_sampling, max_new_tokens=max_new_tokens, seed=seed)
+        if reference and self._reference_copy is None:
+            self.snapshot_reference()
         gen, prompts, ids, attn, pos = generation_inputs(self, examples, num_samples, max_new_tokens, seed)
         out = decode(self, ids, attn, pos, group=num_samples, max_new_tokens=max_new_tokens,
                      rules=lambda rows, vocab: self.slot_rules(rows, vocab, self.device), text=text_sampling,
-                     speech=speech_sampling, generator=gen, options=self.decode_options)
+                     speech=speech_sampling, generator=gen, options=self.decode_options,
+                     module=self._reference_copy if reference else None)
         responses, logprobs, forced = out.responses(self.layout.eos_id)
         return self._rollout([prompts[i // num_samples] for i in range(len(responses))], responses, logprobs,
                              num_samples, forced)

@@ -189,13 +189,13 @@ def _step_forward(model: SpokenDialogueModel, module: torch.nn.Module, cache_key
     return store[id(module)]
 
 
-def _prefill(model: SpokenDialogueModel, ids: Tensor, attn: Tensor, pos: Tensor, group: int, max_len: int,
+def _prefill(net: torch.nn.Module, ids: Tensor, attn: Tensor, pos: Tensor, group: int, max_len: int,
              options: DecodeOptions) -> tuple[Tensor, Any]:
     """One forward over the P prompts; returns the last position's logits repeated for the G rows of each
     prompt, (B, S, V) with S = 1 for one stream, and the KV cache of the B rows (static when possible)."""
-    core = core_module(model.model)
+    core = core_module(net)
     keep_last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(core.forward).parameters else {}
-    out = model.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **keep_last)
+    out = net(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **keep_last)
     prefill = output_cache(out)
     cache = _static_from_prefill(prefill, core, group, max_len) if options.static_cache else None
     if cache is None:
@@ -208,31 +208,34 @@ def _prefill(model: SpokenDialogueModel, ids: Tensor, attn: Tensor, pos: Tensor,
 @torch.no_grad()
 def decode(model: SpokenDialogueModel, ids: Tensor, attn: Tensor, pos: Tensor, *, group: int, max_new_tokens: int,
            rules: Callable[[int, int], SlotRules], text: Sampling, speech: Sampling, generator: torch.Generator,
-           options: DecodeOptions) -> Decoded:
+           options: DecodeOptions, module: torch.nn.Module | None = None) -> Decoded:
     """Sample ``group`` continuations of each left-padded prompt (P, Lp[, S]) under the slot rules.
 
     ``rules(rows, vocab_size)`` builds the architecture's state machine. The prompt is prefilled once and its
     KV cache repeated for its G rows; each step samples every row on the device, records the token, its
-    temperature-1 log-prob and whether the slot was forced, and runs one cached forward.
+    temperature-1 log-prob and whether the slot was forced, and runs one cached forward. ``module``: the network
+    to sample from (default ``model.model``; e.g. the frozen reference copy).
     """
-    was_training = model.model.training
-    model.model.eval()
+    net = model.model if module is None else module
+    was_training = net.training
+    net.eval()
     try:
-        return _decode_loop(model, ids, attn, pos, group, max_new_tokens, rules, text, speech, generator, options)
+        return _decode_loop(model, net, ids, attn, pos, group, max_new_tokens, rules, text, speech, generator,
+                            options)
     finally:
-        model.model.train(was_training)
+        net.train(was_training)
 
 
-def _decode_loop(model: SpokenDialogueModel, ids: Tensor, attn: Tensor, pos: Tensor, group: int, max_new_tokens: int,
-                 rules: Callable[[int, int], SlotRules], text: Sampling, speech: Sampling,
+def _decode_loop(model: SpokenDialogueModel, net: torch.nn.Module, ids: Tensor, attn: Tensor, pos: Tensor, group: int,
+                 max_new_tokens: int, rules: Callable[[int, int], SlotRules], text: Sampling, speech: Sampling,
                  generator: torch.Generator, options: DecodeOptions) -> Decoded:
     dev, one_stream, Lp, N = ids.device, ids.dim() == 2, ids.shape[1], max_new_tokens
-    logits, cache = _prefill(model, ids, attn, pos, group, Lp + N, options)          # (B, S, V)
+    logits, cache = _prefill(net, ids, attn, pos, group, Lp + N, options)            # (B, S, V)
     static = isinstance(cache, StaticCache)
     if options.compile_step and not static:
         _say_once("compile", "DecodeOptions.compile_step needs the static KV cache; decoding uncompiled")
     compiled = options.compile_step and static
-    forward = _step_forward(model, model.model, forward_cache_kwarg(core_module(model.model)), compiled)
+    forward = _step_forward(model, net, forward_cache_kwarg(core_module(net)), compiled)
     B, S, V = logits.shape
     state = rules(B, V)
     mask = torch.ones(B, Lp + N, dtype=attn.dtype, device=dev)                       # prompt padding + response

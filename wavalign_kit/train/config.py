@@ -96,7 +96,9 @@ class TrainConfig:
     reward_threshold: float = 3.0
     reward_scale: float = 4.0
     # DPO
-    dpo_source: Literal["auto", "offline", "online"] = "auto"  # auto: offline when every example has a rejected response
+    # pairs: "sampled" = G responses of the base (reference) model ranked by the reward, as the paper builds them;
+    # "online" = sampled from the current policy each step; "offline" = target vs the data set's rejected response
+    dpo_source: Literal["sampled", "online", "offline"] = "sampled"
     dpo_beta: float = 0.1                  # authors' launch script: 0.2
     dpo_token_type: Literal["all", "text", "speech"] = "all"
     dpo_reduction: Literal["sum", "mean"] = "sum"

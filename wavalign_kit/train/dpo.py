@@ -1,7 +1,9 @@
 """DPO (DESIGN.md:56-60): pairs (chosen, rejected) per prompt, sequence log-probabilities over a channel mask
 (``dpo_token_type``: all | text | speech, fp32 sums or means), an optional SFT term on the chosen response and an
-optional anchor mixed in by the mixer. Pairs come from the data set (offline: target vs ``rejected_*``) or from G
-responses sampled from the policy and ranked by the reward (online, `train.pairs`), as the paper does.
+optional anchor mixed in by the mixer. Pairs (``dpo_source``): G responses sampled from the base model and ranked
+by the reward (``sampled``, the paper's construction and the presets' default: best vs worst, a minimum margin,
+ties dropped and counted, `train.pairs`), the same from the current policy (``online``), or the data set's
+target vs its rejected response (``offline``).
 """
 
 from __future__ import annotations
@@ -90,15 +92,7 @@ def check_rejected(examples: Sequence[Any], split: str) -> None:
     missing = [e.id for e in examples if not has_rejected(e)]
     if missing:
         raise ConfigError(f"train.dpo_source=offline but {len(missing)} examples of split {split!r} have no "
-                          f"rejected response, e.g. {missing[:3]}; use dpo_source=online")
-
-
-def is_online(cfg: TrainConfig, examples: Sequence[Any]) -> bool:
-    """Online pairs (sampled and ranked) unless ``dpo_source`` is offline, or auto and every example has a
-    rejected response."""
-    if cfg.dpo_source == "auto":
-        return not all(has_rejected(e) for e in examples)
-    return cfg.dpo_source == "online"
+                          f"rejected response, e.g. {missing[:3]}; use dpo_source=sampled")
 
 
 @dataclass
@@ -120,7 +114,7 @@ def offline_pairs(model, examples: Sequence[Any]) -> tuple[TokenBatch, TokenBatc
     missing = [e.id for e in examples if not has_rejected(e)]
     if missing:
         raise ValueError(f"offline DPO: examples {missing[:5]} have no rejected_text / rejected_units; use "
-                         "train.dpo_source=online to sample rejected responses from the model")
+                         "train.dpo_source=sampled to rank responses sampled from the model")
     prompts = [model.encode_prompt(e) for e in examples]
     chosen = [model.encode_response(e.target_text, e.target_units) for e in examples]
     rejected = [model.encode_response(e.rejected_text, e.rejected_units) for e in examples]
@@ -131,11 +125,11 @@ def offline_pairs(model, examples: Sequence[Any]) -> tuple[TokenBatch, TokenBatc
 
 
 def prepare(model, examples: Sequence[Any], cfg: TrainConfig, *, reward=None, codec=None, seed: int = 0) -> PairBatch:
-    """The step's pairs (sampled and ranked when ``dpo_source`` is online, else from the data set) fused with the
-    anchor rows, and the pairs' reference log-probs."""
+    """The step's pairs (sampled and ranked, or from the data set) fused with the anchor rows, and the pairs'
+    reference log-probs."""
     parts, extra = [], {}
-    if is_online(cfg, examples):
-        scored = collect(model, examples, cfg, reward, codec, seed)            # G responses per prompt, scored
+    if cfg.dpo_source != "offline":                                             # G responses per prompt, scored
+        scored = collect(model, examples, cfg, reward, codec, seed, reference=cfg.dpo_source == "sampled")
         r = scored.rewards
         scores = pair_scores(r.total, r.semantic if len(r.semantic) else None,
                              r.acoustic if len(r.acoustic) else None, cfg.pair_score_mode)

@@ -44,13 +44,14 @@ def samplings(cfg: TrainConfig) -> tuple[Sampling, Sampling]:
 
 
 def collect(model, examples: Sequence[Any], cfg: TrainConfig, reward: CompositeReward, codec: Any,
-            seed: int) -> ScoredRollout:
-    """Generate ``cfg.group_size`` responses per prompt in one batched call, then score them (speech decoded to
-    audio only when a reward needs it; the step stops when too many judge calls fail)."""
+            seed: int, reference: bool = False) -> ScoredRollout:
+    """Generate ``cfg.group_size`` responses per prompt in one batched call (from the reference policy with
+    ``reference``), then score them (speech decoded to audio only when a reward needs it; the step stops when too
+    many judge calls fail)."""
     text, speech = samplings(cfg)
     t0 = time.perf_counter()
     rollout = model.generate(list(examples), num_samples=cfg.group_size, text_sampling=text, speech_sampling=speech,
-                             max_new_tokens=cfg.max_new_tokens, seed=seed)
+                             max_new_tokens=cfg.max_new_tokens, seed=seed, reference=reference)
     t1 = time.perf_counter()
     rewards = score_responses(reward, [examples[i] for i in rollout.prompt_index], rollout.texts, rollout.units,
                               codec, cfg.max_judge_failure_share)

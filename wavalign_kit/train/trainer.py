@@ -13,7 +13,6 @@ One step = one optimiser update over ``grad_accum`` micro-batches of ``prompts_p
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import math
 import time
@@ -62,12 +61,9 @@ class Trainer:
         self.model, self.world, self.out, self.log = model, world, Path(out_dir), log
         self.acc = accelerator or make_accelerator(cfg)
         self.rank, self.procs = self.acc.process_index, self.acc.num_processes
-        self.examples = world.split(cfg.split)
-        if cfg.algorithm == "dpo" and cfg.dpo_source == "auto":  # record what auto means for this split
-            cfg = dataclasses.replace(cfg, dpo_source="online" if dpo.is_online(cfg, self.examples) else "offline")
-        self.cfg = cfg
+        self.cfg, self.examples = cfg, world.split(cfg.split)
         self.n_sft = int(round(cfg.sft_share * cfg.steps))
-        self.online = cfg.algorithm == "grpo" or (cfg.algorithm == "dpo" and cfg.dpo_source == "online")
+        self.online = cfg.algorithm == "grpo" or (cfg.algorithm == "dpo" and cfg.dpo_source != "offline")
         self._check_data()
         if reward is None and self.online:
             reward = training_reward(cfg, world)
@@ -77,7 +73,7 @@ class Trainer:
                               f"only {sorted(reward.channels)} (e.g. reward={{semantic_judge: 1, acoustic_judge: 1}})")
         if cfg.mixer == "adaptive" and not self.online:
             raise ConfigError("train.mixer=adaptive needs rewards, but offline DPO has none: use mixer=fixed or "
-                              "dpo_source=online")
+                              "dpo_source=sampled")
         self.mixer = mixer_for(cfg, reward)
         self.reward_range = None if reward is None else reward_range(cfg, reward, log)
         self.sampler = PromptSampler(len(self.examples), cfg.seed)
