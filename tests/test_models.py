@@ -209,3 +209,23 @@ def test_model_sizes(tokenizer):
 
     n = count_parameters(build_model("interleaved", "smoke", tokenizer, num_units=UNITS))
     assert 1e5 < n < 2e6
+
+
+def test_selective_logprobs_equal_the_full_log_softmax_in_any_chunking():
+    from wavalign_kit.models.sampling import gather_logprobs
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 2, 11, generator=g, requires_grad=True)          # (B, L, S, V)
+    tokens = torch.randint(0, 11, (3, 7, 2), generator=g)
+    full = logits.log_softmax(-1)
+    want_logp = full.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    want_ent = -(full.exp() * full).sum(-1)
+    for chunk in (11, 50, 1 << 24):                                             # 1 row, a few rows, all rows
+        logp, ent = gather_logprobs(logits, tokens, with_entropy=True, chunk_elements=chunk)
+        assert torch.allclose(logp, want_logp, atol=1e-6) and torch.allclose(ent, want_ent, atol=1e-6)
+        assert not ent.requires_grad and logp.requires_grad
+    grad, = torch.autograd.grad(gather_logprobs(logits, tokens, chunk_elements=50)[0].sum(), logits)
+    want, = torch.autograd.grad(want_logp.sum(), logits)
+    assert torch.allclose(grad, want, atol=1e-6)
+    half, _ = gather_logprobs(logits.detach().bfloat16(), tokens)
+    assert half.dtype == torch.float32 and torch.allclose(half, want_logp, atol=0.05)

@@ -320,18 +320,20 @@ class SpokenDialogueModel(ABC):
         if not self.is_lora():
             self._reference_copy = copy.deepcopy(self.model).eval().requires_grad_(False)
 
-    @torch.no_grad()
     def reference_logprobs(self, batch: TokenBatch) -> Tensor:
-        """(B, N) log-probs of ``batch`` under the reference policy pi_ref, without gradient.
+        """(B, N) log-probs of ``batch`` under the reference policy pi_ref, under inference mode (no graph).
 
         LoRA: the same network with its adapters disabled (no second copy). Full fine-tuning: the frozen copy taken
         by :meth:`snapshot_reference`, or at the first call when none was taken."""
-        if self.is_lora():
-            with self.model.disable_adapter():
-                return self.token_logprobs(batch)[0]
-        if self._reference_copy is None:
+        if not self.is_lora() and self._reference_copy is None:
             self.snapshot_reference()
-        return self.token_logprobs(batch, module=self._reference_copy)[0]
+        with torch.inference_mode():
+            if self.is_lora():
+                with self.model.disable_adapter():
+                    logp = self.token_logprobs(batch)[0]
+            else:
+                logp = self.token_logprobs(batch, module=self._reference_copy)[0]
+        return logp.clone()  # outside inference mode: an ordinary tensor the losses may combine with graph tensors
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> None:

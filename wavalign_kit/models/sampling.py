@@ -107,9 +107,25 @@ def truncated_by_rejection(probs: Tensor, top_p: Tensor, top_k: Tensor, generato
     return sampled
 
 
-def gather_logprobs(logits: Tensor, tokens: Tensor, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-    """Full-vocabulary log p(token) (fp32) of raw logits (..., V) at ``tokens`` (...), and optionally the entropy."""
-    logp_all = logits.float().log_softmax(-1)
-    logp = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).nansum(-1) if with_entropy else None
-    return logp, entropy
+def gather_logprobs(logits: Tensor, tokens: Tensor, with_entropy: bool = False,
+                    chunk_elements: int = 1 << 24) -> tuple[Tensor, Tensor | None]:
+    """log p(token) of raw logits (..., V) at ``tokens`` (...), in fp32, and the entropy when asked.
+
+    Selective log-softmax: the token's logit minus the logsumexp over the vocabulary, over chunks of about
+    ``chunk_elements`` logits, so no full-vocabulary log-softmax is ever built (a 155k vocabulary made that
+    gigabytes per micro-batch); the logsumexp runs in the logits' dtype with fp32 accumulation. The entropy
+    (logsumexp - sum_v p_v logit_v) is computed without gradient, only when asked."""
+    V = logits.shape[-1]
+    flat, tok = logits.reshape(-1, V), tokens.reshape(-1, 1)                       # (R, V), (R, 1)
+    step = max(1, chunk_elements // V)
+    logp, entropy = [], []
+    for i in range(0, flat.shape[0], step):
+        chunk = flat[i: i + step]
+        lse = torch.logsumexp(chunk, dim=-1).float()                                 # (r,)
+        logp.append(chunk.gather(-1, tok[i: i + step]).squeeze(-1).float() - lse)
+        if with_entropy:
+            with torch.no_grad():
+                c, p = chunk.detach().float(), chunk.detach().float().softmax(-1)
+                entropy.append(lse.detach() - torch.where(p > 0, p * c, torch.zeros((), device=c.device)).sum(-1))
+    shape = tokens.shape
+    return torch.cat(logp).reshape(shape), (torch.cat(entropy).reshape(shape) if with_entropy else None)
