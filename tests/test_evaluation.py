@@ -8,19 +8,21 @@ import pytest
 import torch
 
 from wavalign_kit.evaluation import (
+    METRICS,
     EvalConfig,
     eval_config,
     evaluate,
     prosody_match,
     score_responses,
     style_reference_rates,
-    summarize_seeds,
 )
+from wavalign_kit.results import per_style_table, summarize, summary_table
 
 
-def example(i, style, answer, target_text, n_target_units):
+def example(i, style, answer, target_text, n_target_units, seen=None):
     return SimpleNamespace(id=f"ex{i}", task="arithmetic", style=style, check={"type": "number", "answer": answer},
-                           target_text=target_text, target_units=np.zeros(n_target_units, dtype=np.int64))
+                           target_text=target_text, target_units=np.zeros(n_target_units, dtype=np.int64),
+                           record={} if seen is None else {"answer_seen": seen})
 
 
 class StubEvaluators:
@@ -33,8 +35,8 @@ class StubEvaluators:
         self.unit_lm = SimpleNamespace(score=lambda units: np.array([-float(np.mean(u)) for u in units]))
 
 
-EXAMPLES = [example(0, "neutral", "seven", "three plus four is seven", 20),   # 4 units per word
-            example(1, "happy", "two", "one plus one is two", 40)]             # 8 units per word
+EXAMPLES = [example(0, "neutral", "seven", "three plus four is seven", 20, seen=True),   # 4 units per word
+            example(1, "happy", "two", "one plus one is two", 40, seen=False)]             # 8 units per word
 
 
 def test_score_responses_by_hand():
@@ -45,8 +47,11 @@ def test_score_responses_by_hand():
     assert df["iq_text"].tolist() == [1.0, 0.0]          # second text says three, answer two
     assert df["iq_speech"].tolist() == [1.0, 1.0]        # its speech says two
     assert df["wer"].tolist() == [0.0, pytest.approx(1 / 5)]
-    assert df["eq_style"].tolist() == [1.0, 1.0]
-    np.testing.assert_allclose(df["eq_style_prob"], [0.9 * 1.0, 0.8 * (1 - 0.2)])
+    # EQ on the style request only; neutral adherence on the neutral item only; IQ on the unseen answer only
+    np.testing.assert_array_equal(df["eq_style"], [np.nan, 1.0])
+    np.testing.assert_array_equal(df["neutral_adherence"], [1.0, np.nan])
+    np.testing.assert_allclose(df["eq_style_prob"], [np.nan, 0.8 * (1 - 0.2)])
+    np.testing.assert_array_equal(df["iq_unseen"], [np.nan, 0.0])
     # rates: 20 units / 5 words = 4 (neutral ref 4 -> 1.0); 20/5 = 4 vs happy ref 8 -> 1 - 4/8 = 0.5
     np.testing.assert_allclose(df["prosody_match"], [1.0, 0.5])
     np.testing.assert_allclose(df["naturalness"], [0.0, -1.0])
@@ -61,20 +66,45 @@ def test_prosody_reference_and_edge_cases():
         score_responses(EXAMPLES, ["a"], [np.zeros(1)], StubEvaluators(["a"]))
 
 
-def test_summarize_seeds_mean_and_sample_std():
-    rows = [{"model": m, "seed": s, "iq_text": v, "iq_speech": v / 2, "eq_style": 1.0, "wer": 0.1 * s,
-             "naturalness": -v} for m, vals in (("base", [0.2, 0.4, 0.9]), ("wavalign", [0.5, 0.5, 0.5]))
-            for s, v in enumerate(vals)]
-    summary = summarize_seeds(pd.DataFrame(rows))
-    assert summary["seeds"] == [0, 1, 2] and list(summary["models"]) == ["base", "wavalign"]
-    base = summary["models"]["base"]
-    assert base["iq_text"]["mean"] == pytest.approx(0.5)
-    assert base["iq_text"]["std"] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
-    assert summary["models"]["wavalign"]["iq_text"]["std"] == 0.0 and base["wer"]["n"] == 3
-    two_arch = pd.DataFrame(rows).assign(architecture=["interleaved"] * 3 + ["parallel"] * 3)
-    assert set(summarize_seeds(two_arch)["models"]) == {"interleaved/base", "parallel/wavalign"}
-    with pytest.raises(ValueError, match="lacks columns.*naturalness"):
-        summarize_seeds(pd.DataFrame(rows).drop(columns="naturalness"))
+def responses_frame():
+    """Three seeds x four items x two samples: base vs a model that is right 0.25 more often on every cell."""
+    rows = []
+    for seed in range(3):
+        for item in range(4):
+            for sample in range(2):
+                base = float((item + sample + seed) % 2)
+                for model, value in (("base", base), ("wavalign", min(1.0, base + 0.25))):
+                    rows.append({"model": model, "seed": seed, "example_id": f"ex{item}", "sample": sample,
+                                 "style": "happy" if item < 2 else "neutral", "iq_text": value,
+                                 "eq_style": value if item < 2 else np.nan,
+                                 "neutral_adherence": np.nan if item < 2 else 1.0, "rm_eq_style": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_summary_means_intervals_and_paired_differences_by_hand():
+    responses = responses_frame()
+    summary = summarize(responses, list(METRICS))
+    assert summary["seeds"] == [0, 1, 2] and summary["items"] == 4 and summary["samples_per_item"] == 2
+    base, model = summary["models"]["base"], summary["models"]["wavalign"]
+    assert base["iq_text"]["mean"] == pytest.approx(0.5) and base["iq_text"]["n"] == 12
+    assert base["iq_text"]["ci_low"] <= 0.5 <= base["iq_text"]["ci_high"]
+    delta = model["iq_text"]["delta_vs_base"]   # +0.25 on the cells where base is 0, 0 where it is already 1
+    assert delta["mean"] == pytest.approx(0.125) and delta["excludes_zero"]
+    assert "delta_vs_base" not in base["iq_text"]
+    assert base["eq_style"]["n"] == 6 and base["neutral_adherence"]["mean"] == 1.0   # each on its own items
+    assert summary["reward_models"]["wavalign"]["eq_style"]["mean"] == 1.0
+    table = summary_table(summary, ["iq_text", "eq_style"], delta=True)
+    assert table.loc["wavalign", "iq_text"].endswith("*") and table.loc["base", "iq_text"] == "-"
+    styles = per_style_table(responses)
+    assert set(styles["style"]) == {"happy", "neutral"} and styles["count"].tolist() == [12, 12, 12, 12]
+    flipped = responses.assign(iq_text=1.0 - responses["iq_text"])          # another architecture, another base
+    two_arch = pd.concat([responses.assign(architecture="interleaved"), flipped.assign(architecture="parallel")])
+    both = summarize(two_arch, ["iq_text"])["models"]
+    assert set(both) == {"interleaved/base", "interleaved/wavalign", "parallel/base", "parallel/wavalign"}
+    assert both["interleaved/wavalign"]["iq_text"]["delta_vs_base"]["mean"] == pytest.approx(0.125)
+    assert both["parallel/wavalign"]["iq_text"]["delta_vs_base"]["mean"] == pytest.approx(-0.125)
+    with pytest.raises(ValueError, match="lack columns"):
+        summarize(responses.drop(columns="example_id"), ["iq_text"])
 
 
 class StubPolicy:
@@ -102,7 +132,10 @@ def test_evaluate_samples_every_example_and_restores_train_mode():
     assert policy.calls == [(2, 2, int(1.5 * 45) + 8, 5)] and policy.model.training
     assert frame["example_id"].tolist() == ["ex0", "ex0", "ex1", "ex1"] and frame["sample"].tolist() == [0, 1, 0, 1]
     assert agg["iq_text"] == 1.0 and agg["num_responses"] == 4 and agg["num_examples"] == 2
-    assert agg["eq_style"] == pytest.approx(0.5)  # neutral: sample 0 right, 1 wrong; happy: 0 wrong, 1 right
+    assert agg["eq_style"] == pytest.approx(0.5)  # the happy item: sample 0 heard neutral, sample 1 happy
+    assert agg["neutral_adherence"] == pytest.approx(0.5)  # the neutral item: sample 0 neutral, sample 1 not
+    frame, _ = evaluate(policy, EXAMPLES, ev, num_samples=2, seed=5, reward_models=StubEvaluators(["x"] * 4))
+    assert frame["rm_iq_speech"].tolist() == [0.0] * 4 and frame["iq_speech"].tolist() == [1.0] * 4
     with pytest.raises(ValueError, match="examples is empty"):
         evaluate(policy, [], ev)
 

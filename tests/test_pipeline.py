@@ -113,19 +113,9 @@ def test_parameters_merge_profile_files_and_overrides(tmp_path):
         merged_config("smoke", [bad])
 
 
-def parse_report_table(report: str) -> dict[str, dict[str, tuple[float, float]]]:
-    rows = [line for line in report.splitlines() if line.startswith("| ")]
-    header = [c.strip() for c in rows[0].strip("|").split("|")]
-    table = {}
-    for line in rows[1:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells[0] in ("notebook",) or not re.match(r"-?\d", cells[1]):
-            break
-        table[cells[0]] = {h: tuple(float(x) for x in c.split(" ± ")) for h, c in zip(header[1:], cells[1:])}
-    return table
-
-
 def test_main_writes_summary_report_and_manifest_matching_metrics(tmp_path, monkeypatch):
+    from wavalign_kit.report import results_table
+
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
     write_notebook(
@@ -135,9 +125,10 @@ def test_main_writes_summary_report_and_manifest_matching_metrics(tmp_path, monk
         "for model in ['base', 'wavalign']:\n"
         "    for s in seeds:\n"
         "        rng = np.random.default_rng(s + (10 if model == 'base' else 0))\n"
-        "        rows.append(dict(model=model, seed=s, **{m: rng.random() for m in\n"
-        "            ['iq_text', 'iq_speech', 'eq_style', 'eq_style_prob', 'prosody_match', 'wer', 'naturalness']}))\n"
-        "pd.DataFrame(rows).to_csv(out / 'metrics' / 'evaluation.csv', index=False)\n"
+        "        for item in range(6):\n"
+        "            rows.append(dict(model=model, seed=s, example_id=f'ex{item}', style='happy', **{m: rng.random()\n"
+        "                for m in ['iq_text', 'iq_speech', 'eq_style', 'neutral_adherence', 'wer', 'naturalness']}))\n"
+        "pd.DataFrame(rows).to_csv(out / 'metrics' / 'responses.csv', index=False)\n"
         "plt.plot([0, 1]); plt.title('t'); plt.savefig(out / 'figures' / 'curve.png')\n"
         "sf.write(out / 'audio' / 'base_sample.wav', np.zeros(1600, dtype='float32'), 16000)")
     monkeypatch.setenv("WAVALIGN_TEST_TOKEN", SECRET)
@@ -145,18 +136,18 @@ def test_main_writes_summary_report_and_manifest_matching_metrics(tmp_path, monk
     rc = pipeline.main(["--profile", "smoke", "--notebooks", str(nbdir), "-p", "seeds", "[0, 1, 2]",
                         "--out", str(out)])
     assert rc == 0
-    metrics = pd.read_csv(out / "metrics" / "evaluation.csv")
+    responses = pd.read_csv(out / "metrics" / "responses.csv")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seeds"] == [0, 1, 2] and set(summary["models"]) == {"base", "wavalign"}
     report = (out / "report.md").read_text()
-    table = parse_report_table(report)
-    assert set(table) == {"base", "wavalign"}
-    for model, group in metrics.groupby("model"):
+    for model, group in responses.groupby("model"):
         for m in ("iq_text", "iq_speech", "eq_style", "wer", "naturalness"):
-            mean, std = group[m].mean(), group[m].std(ddof=1)
-            assert summary["models"][model][m]["mean"] == pytest.approx(mean)
-            assert summary["models"][model][m]["std"] == pytest.approx(std)
-            assert table[model][m] == pytest.approx((mean, std), abs=6e-4)
+            entry = summary["models"][model][m]
+            assert entry["mean"] == pytest.approx(group[m].mean())
+            assert entry["std"] == pytest.approx(group.groupby("seed")[m].mean().std(ddof=1))
+            assert entry["ci_low"] <= entry["mean"] <= entry["ci_high"]
+    for row in results_table(summary) + results_table(summary, delta=True):
+        assert row in report
     assert "![curve](figures/curve.png)" in report and "[base_sample](audio/base_sample.wav)" in report
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["profile"] == "smoke" and manifest["seeds"] == [0, 1, 2]

@@ -1,12 +1,18 @@
 """Held-out evaluation of spoken dialogue models: IQ, EQ and acoustic integrity (DESIGN.md section 7).
 
-Per generated response (``num_samples`` per test example):
+Every figure comes from the world's *examiners* (a recogniser, style classifier and unit LM trained on other
+synthesised speech with other seeds, never used for a reward); the reward models' own reading of the same
+responses is kept beside them (``rm_*``), and a gap between the two is a reward-hacking signal.
+Per generated response (``num_samples`` per test example; NaN where a metric does not apply):
 
 - ``iq_text``: the world's task verifier on the text channel, in {0, 1};
+- ``iq_unseen``: ``iq_text`` on items whose target answer never appeared as a training target (``answer_seen``
+  false): held-out content, not only held-out wording;
 - ``iq_speech``: the verifier on the recogniser's transcript of the speech units ("ASR mode"), in {0, 1};
-- ``eq_style``: the style classifier's top style equals the example's target style, in {0, 1};
-- ``eq_style_prob``: classifier probability of the target style times (1 - WER), WER clipped to [0, 1]
-  (how public EQ benchmarks combine an emotion classifier with ASR);
+- ``eq_style``: on style-request items only, the style classifier's top style equals the requested style;
+- ``neutral_adherence``: on neutral items only, the classifier hears the neutral style;
+- ``eq_style_prob``: on style-request items, classifier probability of the target style times (1 - WER), WER
+  clipped to [0, 1] (how public EQ benchmarks combine an emotion classifier with ASR);
 - ``prosody_match``: speaking-rate match. The rate of a response is its speech units per word of its text
   channel (units are fixed-rate frames, so this is seconds per word up to the codec's frame rate). The
   reference rate of a style is the median rate of the *target* responses of that style in the evaluated set
@@ -29,8 +35,11 @@ import pandas as pd
 
 from wavalign_kit.config import ConfigError, from_dict, load_profile
 
-METRICS = ("iq_text", "iq_speech", "eq_style", "eq_style_prob", "prosody_match", "wer", "naturalness")
-SUMMARY_METRICS = ("iq_text", "iq_speech", "eq_style", "wer", "naturalness")
+METRICS = ("iq_text", "iq_unseen", "iq_speech", "eq_style", "eq_style_prob", "neutral_adherence", "prosody_match",
+           "wer", "naturalness")
+SUMMARY_METRICS = ("iq_text", "iq_unseen", "iq_speech", "eq_style", "neutral_adherence", "wer", "naturalness")
+REWARD_MODEL_METRICS = ("iq_speech", "eq_style", "neutral_adherence", "wer", "naturalness")
+NEUTRAL = "neutral"
 
 
 @dataclass
@@ -83,21 +92,28 @@ def score_responses(examples: Sequence[Any], texts: Sequence[str], units: Sequen
     styles = list(evaluators.style.styles)
     proba = np.asarray(evaluators.style.predict_proba(units), dtype=np.float64)
     naturalness = np.asarray(evaluators.unit_lm.score(units), dtype=np.float64)
+    nan = float("nan")
     rows = []
     for i, (ex, text, u, heard) in enumerate(zip(examples, texts, units, transcripts)):
-        if ex.style not in styles:
+        if ex.style and ex.style not in styles:
             raise ValueError(f"example {ex.id}: target style {ex.style!r} unknown to the style classifier {styles}")
         wer = float(word_error_rate(text, heard))
-        target_p = float(proba[i, styles.index(ex.style)])
-        rate = speaking_rate(text, u)
+        heard_style = styles[int(np.argmax(proba[i]))]
+        request = bool(ex.style) and ex.style != NEUTRAL
+        checked = bool(getattr(ex, "check", None))
+        iq_text = float(verify(ex, text)) if checked else nan
+        seen = (getattr(ex, "record", None) or {}).get("answer_seen")
         rows.append({
-            "example_id": ex.id, "task": ex.task, "style": ex.style, "text": text, "transcript": heard,
-            "iq_text": float(verify(ex, text)), "iq_speech": float(verify(ex, heard)),
-            "eq_style": float(styles[int(np.argmax(proba[i]))] == ex.style),
-            "eq_style_prob": target_p * (1.0 - min(1.0, wer)),
-            "prosody_match": prosody_match(rate, reference_rates.get(ex.style, float("nan"))),
-            "wer": wer, "naturalness": float(naturalness[i]) if len(u) else float("nan"),
-            "speaking_rate": rate, "num_units": len(u), "num_words": len(text.split()),
+            "example_id": ex.id, "task": ex.task, "style": ex.style, "answer_seen": seen, "text": text,
+            "transcript": heard, "heard_style": heard_style,
+            "iq_text": iq_text, "iq_unseen": iq_text if seen is False else nan,
+            "iq_speech": float(verify(ex, heard)) if checked else nan,
+            "eq_style": float(heard_style == ex.style) if request else nan,
+            "eq_style_prob": float(proba[i, styles.index(ex.style)]) * (1.0 - min(1.0, wer)) if request else nan,
+            "neutral_adherence": float(heard_style == NEUTRAL) if ex.style == NEUTRAL else nan,
+            "prosody_match": prosody_match(speaking_rate(text, u), reference_rates.get(ex.style, nan)),
+            "wer": wer, "naturalness": float(naturalness[i]) if len(u) else nan,
+            "speaking_rate": speaking_rate(text, u), "num_units": len(u), "num_words": len(text.split()),
         })
     return pd.DataFrame(rows)
 
@@ -110,15 +126,15 @@ def aggregate(frame: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def evaluate(model: Any, examples: Sequence[Any], evaluators: Any, codec: Any = None, *, num_samples: int = 1,
-             sampling: Any = None, seed: int = 0, max_new_tokens: int | None = None,
-             batch_size: int = 32) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Sample ``num_samples`` responses per example and score them.
+def evaluate(model: Any, examples: Sequence[Any], examiners: Any, codec: Any = None, *, num_samples: int = 1,
+             sampling: Any = None, seed: int = 0, max_new_tokens: int | None = None, batch_size: int = 32,
+             reward_models: Any = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Sample ``num_samples`` responses per example and score them with the ``examiners``.
 
-    Returns the per-response frame (columns: example_id, sample, task, style, the metrics of the module
-    docstring, text, transcript) and the aggregate (metric means). ``codec`` is accepted for real models
-    whose evaluators need audio; the embedded evaluators read units directly.
-    """
+    Returns the per-response frame (columns: example_id, sample, task, style, answer_seen, the metrics of the module
+    docstring, text, transcript; with ``reward_models``, their reading as ``rm_<metric>``) and the aggregate
+    (metric means). ``codec`` is accepted for real models whose evaluators need audio; the embedded evaluators
+    read units directly."""
     import torch
     from tqdm.auto import tqdm
 
@@ -144,8 +160,11 @@ def evaluate(model: Any, examples: Sequence[Any], evaluators: Any, codec: Any = 
                                          speech_sampling=sampling, max_new_tokens=max_new_tokens,
                                          seed=seed + start)
             prompts = [chunk[i] for i in rollout.prompt_index]
-            frame = score_responses(prompts, rollout.texts, rollout.units, evaluators, reference_rates=refs)
+            frame = score_responses(prompts, rollout.texts, rollout.units, examiners, reference_rates=refs)
             frame.insert(1, "sample", [j % num_samples for j in range(len(frame))])
+            if reward_models is not None:
+                read = score_responses(prompts, rollout.texts, rollout.units, reward_models, reference_rates=refs)
+                frame = frame.assign(**{f"rm_{m}": read[m].to_numpy() for m in REWARD_MODEL_METRICS})
             frames.append(frame)
     finally:
         model.model.train(was_training)
@@ -153,36 +172,11 @@ def evaluate(model: Any, examples: Sequence[Any], evaluators: Any, codec: Any = 
     return frame, aggregate(frame)
 
 
-def summarize_seeds(per_seed: pd.DataFrame) -> dict[str, Any]:
-    """summary.json layout from one row per (model, seed) [and architecture]:
-    ``{"models": {name: {metric: {"mean", "std", "n"}}}, "seeds": [...]}``.
-
-    ``std`` is the sample standard deviation over seeds (0 with a single seed). With several architectures
-    the model names are ``architecture/model``.
-    """
-    missing = [c for c in ("model", "seed", *SUMMARY_METRICS) if c not in per_seed.columns]
-    if missing:
-        raise ValueError(f"summarize_seeds: evaluation table lacks columns {missing}; expected one row per "
-                         "model and seed with columns model, seed, " + ", ".join(SUMMARY_METRICS))
-    frame = per_seed.copy()
-    if "architecture" in frame.columns and frame["architecture"].nunique() > 1:
-        frame["model"] = frame["architecture"].astype(str) + "/" + frame["model"].astype(str)
-    models: dict[str, Any] = {}
-    for name, group in frame.groupby("model", sort=False):
-        entry = {}
-        for m in [c for c in METRICS if c in group.columns]:
-            values = group[m].astype(float).dropna()
-            entry[m] = {"mean": float(values.mean()) if len(values) else None,
-                        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "n": len(values)}
-        models[str(name)] = entry
-    return {"models": models, "seeds": sorted(int(s) for s in frame["seed"].unique())}
-
-
-def summary_table(summary: dict[str, Any], metrics: Sequence[str] = METRICS) -> pd.DataFrame:
-    """The summary as a table: one row per model, ``mean ± std`` over seeds per metric."""
-    return pd.DataFrame({name: {m: f"{v[m]['mean']:.3f} ± {v[m]['std']:.3f}" for m in metrics
-                                if m in v and v[m]["mean"] is not None}
-                         for name, v in summary["models"].items()}).T
+def examiners_of(world: Any) -> tuple[Any, str]:
+    """The evaluators that grade a world's test split: its examiners, or (a world without them, e.g. a user's
+    data) its reward models, said in the label so reports can tell."""
+    examiners = getattr(world, "examiners", None)
+    return (examiners, "examiners") if examiners is not None else (world.evaluators, "reward models (no examiners)")
 
 
 def eval_config(profile: str | dict) -> EvalConfig:
@@ -191,20 +185,57 @@ def eval_config(profile: str | dict) -> EvalConfig:
     return from_dict(EvalConfig, cfg.get("eval"), "eval")
 
 
+def test_items(world: Any, cfg: EvalConfig) -> list[Any]:
+    """The test split, or its first ``cfg.num_examples`` items."""
+    test = world.split("test")
+    return test[: cfg.num_examples] if cfg.num_examples else test
+
+
+def evaluate_seed(model: Any, name: str, world: Any, cfg: EvalConfig, seed: int,
+                  **labels: Any) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One model under one sampling seed on the world's test split, graded by its examiners (and read by its
+    reward models when they differ): (a row of metric means, the labelled per-response frame)."""
+    import torch
+
+    from wavalign_kit.models.sampling import Sampling
+
+    examiners, _ = examiners_of(world)
+    torch.manual_seed(seed)
+    frame, agg = evaluate(model, test_items(world, cfg), examiners, world.codec, num_samples=cfg.num_samples,
+                          sampling=Sampling(temperature=cfg.temperature, top_p=cfg.top_p), seed=seed,
+                          max_new_tokens=cfg.max_new_tokens or None,
+                          reward_models=None if examiners is world.evaluators else world.evaluators)
+    return {**labels, "model": name, "seed": seed, **agg}, frame.assign(**labels, model=name, seed=seed)
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], responses: list[pd.DataFrame], cfg: EvalConfig,
+                  graded_by: str) -> dict[str, Any]:
+    """evaluation.csv (a row per model and seed), responses.csv (a row per response) and summary.json (means,
+    intervals and paired differences vs the base model, `results.summarize`) under ``out``; returns the summary."""
+    from wavalign_kit.files import write_json
+    from wavalign_kit.results import summarize
+
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.concat(responses, ignore_index=True)
+    pd.DataFrame(rows).to_csv(out / "evaluation.csv", index=False)
+    frame.to_csv(out / "responses.csv", index=False)
+    summary = {**summarize(frame, list(METRICS)), "eval": asdict(cfg), "graded_by": graded_by}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="wavalign evaluate", description="Evaluate checkpoints on a world's test split.")
     ap.add_argument("checkpoints", nargs="+", type=Path, help="model dirs or training runs (their latest checkpoint-*)")
     ap.add_argument("--world", required=True, type=Path, help="world directory (built by `wavalign world`)")
     ap.add_argument("--profile", default="smoke", help="profile whose `eval` section sets the sizes")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="sampling seeds (mean and std over them)")
-    ap.add_argument("--names", nargs="+", help="one name per checkpoint for the tables (default: directory names)")
-    ap.add_argument("--out", type=Path, required=True, help="writes evaluation.csv and responses.csv here")
+    ap.add_argument("--names", nargs="+", help="one name per checkpoint for the tables (default: directory names; "
+                                                "name one 'base' to get differences vs it)")
+    ap.add_argument("--out", type=Path, required=True, help="writes evaluation.csv, responses.csv, summary.json")
     args = ap.parse_args(argv)
-    import torch
-
-    from wavalign_kit.files import write_json
     from wavalign_kit.models.base import SpokenDialogueModel
-    from wavalign_kit.models.sampling import Sampling
+    from wavalign_kit.results import summary_table
     from wavalign_kit.train.checkpoint import model_dir
     from wavalign_kit.world import load_world
 
@@ -213,24 +244,13 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--names gives {len(names)} names for {len(args.checkpoints)} checkpoints")
     cfg = eval_config(args.profile)
     world = load_world(args.world)
-    test = world.split("test")
-    test = test[: cfg.num_examples] if cfg.num_examples else test
     rows, responses = [], []
     for name, ckpt in zip(names, args.checkpoints):
         model = SpokenDialogueModel.load(model_dir(ckpt))
         for seed in args.seeds:
-            torch.manual_seed(seed)
-            frame, agg = evaluate(model, test, world.evaluators, world.codec, num_samples=cfg.num_samples,
-                                  sampling=Sampling(temperature=cfg.temperature, top_p=cfg.top_p), seed=seed,
-                                  max_new_tokens=cfg.max_new_tokens or None)
-            rows.append({"model": name, "seed": seed, **agg})
-            responses.append(frame.assign(model=name, seed=seed))
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(rows)
-    table.to_csv(args.out / "evaluation.csv", index=False)
-    pd.concat(responses, ignore_index=True).to_csv(args.out / "responses.csv", index=False)
-    summary = summarize_seeds(table)
-    summary["eval"] = asdict(cfg)
-    write_json(args.out / "summary.json", summary)
-    print(table.to_string(index=False))
+            row, frame = evaluate_seed(model, name, world, cfg, seed)
+            rows.append(row)
+            responses.append(frame)
+    summary = write_results(args.out, rows, responses, cfg, examiners_of(world)[1])
+    print(summary_table(summary, list(SUMMARY_METRICS)).to_string())
     return 0

@@ -11,24 +11,28 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from wavalign_kit.evaluation import SUMMARY_METRICS, summarize_seeds
+from wavalign_kit.evaluation import METRICS, SUMMARY_METRICS
+from wavalign_kit.results import summarize, summary_table
 
-EVALUATION_CSV = "metrics/evaluation.csv"
+RESPONSES_CSV = "metrics/responses.csv"
 PACKAGES = ("wavalign-kit", "torch", "transformers", "peft", "accelerate", "papermill", "numpy", "pandas",
             "scikit-learn", "librosa", "espeakng-loader", "nbformat")
 
 
 def write_summary(out_dir: Path) -> dict:
-    """summary.json from ``metrics/evaluation.csv`` (one row per model and seed): per model, mean/std over seeds."""
+    """summary.json from ``metrics/responses.csv`` (one row per response, model and seed): per model and metric
+    the mean, its interval and the paired difference from the base model (`results.summarize`)."""
+    from wavalign_kit.files import write_json
+
     out_dir = Path(out_dir)
-    path = out_dir / EVALUATION_CSV
+    path = out_dir / RESPONSES_CSV
     if path.is_file():
         import pandas as pd
 
-        summary = summarize_seeds(pd.read_csv(path))
+        summary = summarize(pd.read_csv(path), list(METRICS))
     else:
-        summary = {"models": {}, "note": f"no {EVALUATION_CSV} was written by the notebooks"}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary = {"models": {}, "note": f"no {RESPONSES_CSV} was written by the notebooks"}
+    write_json(out_dir / "summary.json", summary)
     return summary
 
 
@@ -99,17 +103,18 @@ def write_manifest(out_dir: Path, params: dict, runs: list, *, started: dt.datet
     return manifest
 
 
-def results_table(summary: dict) -> list[str]:
-    """Markdown rows: one per evaluated model, ``mean ± std`` per summary metric."""
-    models = summary.get("models", {})
-    lines = ["| model | " + " | ".join(SUMMARY_METRICS) + " |", "|---" * (len(SUMMARY_METRICS) + 1) + "|"]
-    for name, metrics in models.items():
-        cells = []
-        for m in SUMMARY_METRICS:
-            v = metrics.get(m)
-            cells.append("n/a" if v is None or v["mean"] is None else f"{v['mean']:.3f} ± {v['std']:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
+def markdown_table(frame) -> list[str]:
+    """A DataFrame (index = row names) as Markdown table lines."""
+    lines = ["| model | " + " | ".join(frame.columns) + " |", "|---" * (len(frame.columns) + 1) + "|"]
+    return lines + [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in frame.iterrows()]
+
+
+def results_table(summary: dict, *, delta: bool = False) -> list[str]:
+    """Markdown rows: one per evaluated model, ``mean [95 % interval]`` per summary metric, or with ``delta`` the
+    paired difference from the base model (`` *``: its interval excludes 0)."""
+    if not summary.get("models"):
+        return []
+    return markdown_table(summary_table(summary, list(SUMMARY_METRICS), delta=delta))
 
 
 def write_report(out_dir: Path, summary: dict) -> Path:
@@ -124,12 +129,16 @@ def write_report(out_dir: Path, summary: dict) -> Path:
         lines += [f"- finished {manifest['finished']}; notebooks took {manifest['total_notebook_s']:.0f} s",
                   f"- hardware: {hw.get('cpu')} ({hw.get('cpu_count')} cores), GPU: {gpus}",
                   f"- git commit: {manifest['git']['commit']}; seeds: {seeds}", ""]
-    lines += [f"## Results (mean ± std over seeds {seeds}, held-out test split)", ""]
+    lines += [f"## Results (held-out test split, seeds {seeds}: mean [95 % bootstrap interval])", ""]
     if summary.get("models"):
         lines += results_table(summary)
-        lines += ["", "iq_text / iq_speech: task accuracy from the text channel / the recognised speech; eq_style: "
-                  "style accuracy of the generated speech; wer: text channel vs recognised speech (lower is "
-                  "better); naturalness: unit-LM mean log-likelihood per unit (higher is better)."]
+        lines += ["", "### Difference from the base model (paired by item and seed; * = the interval excludes 0)",
+                  "", *results_table(summary, delta=True)]
+        lines += ["", "iq_text / iq_speech: task accuracy from the text channel / the recognised speech; iq_unseen: "
+                  "iq_text on items whose answer no training target contains; eq_style: style accuracy on "
+                  "style-request items; neutral_adherence: the neutral style kept on neutral items; wer: text "
+                  "channel vs recognised speech (lower is better); naturalness: unit-LM mean log-likelihood per unit "
+                  "(higher is better). Graded by the world's examiners, never used as rewards."]
     else:
         lines.append(summary.get("note", "no evaluation results"))
 
