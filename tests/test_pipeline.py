@@ -1,7 +1,6 @@
 """The papermill pipeline on tiny throwaway notebooks: resume, failure report, secret redaction, manifest, report."""
 
 import json
-import re
 
 import nbformat
 import pandas as pd
