@@ -110,9 +110,13 @@ def test_own_data_loads_as_a_world(own_data):
 def test_codec_by_instance_or_import_path(own_data):
     import toycodecs
 
-    world = load_own_data(own_data, toycodecs.ToyCodec(gain=80.0))
-    assert world.tokenizer is None and world.codec.gain == 80.0
-    assert load_own_data(own_data, "toycodecs:ToyCodec").codec.gain == 40.0          # constructor, no codec_dir
+    world = load_own_data(own_data, toycodecs.ToyCodec(gain=80.0))            # arguments beat world.yaml ...
+    assert world.codec.gain == 80.0 and world.tokenizer is not None            # ... the rest comes from it
+    (own_data / "world.yaml").unlink()
+    world = load_own_data(own_data, "toycodecs:ToyCodec")                     # constructor, no codec_dir
+    assert world.codec.gain == 40.0 and world.tokenizer is None and world.summary["sizes"]["train"] == 2
+    with pytest.raises(ConfigError, match="pass codec="):
+        load_own_data(own_data)
     with pytest.raises(ConfigError, match="no 'Nope'"):
         load_own_data(own_data, "toycodecs:Nope")
     with pytest.raises(ConfigError, match="package.module:ClassName"):

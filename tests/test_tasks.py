@@ -127,7 +127,7 @@ def test_style_requests_use_the_requested_style(facts):
 @pytest.fixture(scope="module")
 def pools(facts):
     return {pool: generate_split(np.random.default_rng(i), n, pool, facts)
-            for i, (pool, n) in enumerate((("train", 1200), ("rl", 400), ("test", 300)))}
+            for i, (pool, n) in enumerate((("train", 1200), ("rl", 400), ("test", 600)))}
 
 
 def test_rl_questions_are_never_warm_start_questions(pools, facts):
@@ -146,24 +146,32 @@ def _numbers(text):
 
 
 def test_test_split_holds_out_content(pools, facts):
-    def arithmetic_pairs(items):
-        return {(it.target_text.split()[1], *_numbers(it.target_text)[:2]) for it in items
-                if it.task == "arithmetic"}
+    from wavalign_kit.world.templates import arithmetic_pairs, held_out
 
-    def counting_lists(items):
-        return {" ".join(w for w in it.question.split() if w in T.ATTRIBUTES["colour"]) for it in items
-                if it.task == "counting"}
+    def new_arithmetic(it):   # an item with a held-out operand pair
+        a, op, b = it.target_text.split()[:3]
+        return (_numbers(a)[0], _numbers(b)[0]) in arithmetic_pairs(op, True)
 
-    def context_facts(items):
-        return {" ".join(it.question.split()[:4]) for it in items if it.task == "context"}
+    def new_context(it):      # an item stating a held-out (person, relation, value) fact
+        return held_out(f"context {it.target_text.split()[0]} {it.template.split('/')[1]} {it.answer}")
+
+    def counting_lists(items):   # the list is the question's trailing run of colour words
+        def trailing_list(question):
+            words = question.split()
+            k = len(words)
+            while k and words[k - 1] in T.ATTRIBUTES["colour"]:
+                k -= 1
+            return " ".join(words[k:])
+        return {trailing_list(it.question) for it in items if it.task == "counting"}
 
     seen = pools["train"] + pools["rl"]
     test = pools["test"]
-    assert arithmetic_pairs(test) and not arithmetic_pairs(test) & arithmetic_pairs(seen)
-    # a counting list is held out as a whole ("how many times is red in red blue" counts "red" too)
-    assert counting_lists(test) and len(counting_lists(test) & counting_lists(seen)) <= len(counting_lists(test)) // 5
-    table = {f"{p} lives in {v['city']}" for p, v in facts.items()}
-    assert context_facts(test) and not context_facts(test) & (context_facts(seen) | table)
+    for task, is_new in (("arithmetic", new_arithmetic), ("context", new_context)):
+        assert not any(is_new(it) for it in seen if it.task == task)              # never trained, never RL
+        share = np.mean([is_new(it) for it in test if it.task == task])          # the rest: trained content
+        assert abs(share - T.HELD_OUT_CONTENT_SHARE) < 0.15, (task, share)
+        assert not {it.target_text for it in test if it.task == task and is_new(it)} & {it.target_text for it in seen}
+    assert counting_lists(test) and not counting_lists(test) & counting_lists(seen)
     # constraints the warm start and RL never use: yes/no on colours and jobs, word counts on context questions
     new_constraints = {"yes/no on colours": lambda t: "+yes_no/colour/" in t,
                        "yes/no on jobs": lambda t: "+yes_no/job/" in t,
@@ -172,12 +180,12 @@ def test_test_split_holds_out_content(pools, facts):
     assert used(test) == set(new_constraints) and not used(seen)
 
 
-def test_seen_answers_are_a_minority_of_the_test_split(pools):
+def test_seen_answers_share_of_the_test_split(pools):
     targets = {it.target_text for it in pools["train"] + pools["rl"]}
     seen = [it.target_text in targets for it in pools["test"]]
-    assert np.mean(seen) < 0.6                                   # the old test split: 84 %
+    assert np.mean(seen) < 0.7                                   # the old test split: 84 %
     per_task = {t: np.mean([s for s, it in zip(seen, pools["test"]) if it.task == t]) for t in T.TASKS}
-    assert per_task["arithmetic"] == 0 and per_task["context"] == 0 and per_task["facts"] == 1
+    assert 0.2 < per_task["arithmetic"] < 0.8 and 0.2 < per_task["context"] < 0.8 and per_task["facts"] == 1
 
 
 def test_style_requests_are_a_third_of_every_split_with_every_style(pools):
@@ -199,10 +207,7 @@ def test_context_questions_carry_their_answer(pools, facts):
         statement = it.target_text
         assert it.question.startswith(statement + " ") and verify(it.check, it.target_text)
         assert not verify(it.check, it.rejected_text)
-        person, relation = statement.split()[0], it.template.split("/")[1]
-        remembered = facts.get(person, {}).get(relation)
-        if remembered not in (None, it.answer):   # the distractor is the fact table's value
-            assert remembered in it.rejected_text.split()
+        assert statement.split()[0] in T.CONTEXT_PEOPLE and statement.split()[0] not in facts   # only the context knows
 
 
 def test_arithmetic_stays_small(pools):
@@ -228,3 +233,13 @@ def test_check_field_types():
     assert fields({"type": "regex"}) == ["check"] and fields("seven") == ["check"]
     assert check_problems({"type": "regex", "pattern": "x"}, kit_types_only=False) == []
     assert has_kit_check({"check": {"type": "number", "answer": "one"}}) and not has_kit_check({"type": "regex"})
+
+
+def test_held_out_operand_pairs_can_be_worked_out_from_training():
+    from wavalign_kit.world.templates import arithmetic_pairs
+
+    train_plus, test_plus = set(arithmetic_pairs("plus", False)), arithmetic_pairs("plus", True)
+    assert test_plus and all((b, a) in train_plus for a, b in test_plus)          # commutativity
+    train_minus, test_minus = set(arithmetic_pairs("minus", False)), arithmetic_pairs("minus", True)
+    assert test_minus and all(b in (0, a) for a, b in test_minus)                  # x - 0 = x, x - x = 0 ...
+    assert {(a, 0) for a in range(1, 4)} | {(a, a) for a in range(1, 4)} <= train_minus   # ... trained on others

@@ -14,6 +14,7 @@ from wavalign_kit.world import Example, WorldConfig, build_world, load_examples,
 from wavalign_kit.world.build import BUILDING, _prepare_dir
 from wavalign_kit.world.corpus import text_tokens
 from wavalign_kit.world.schema import AUDIO_PLACEHOLDER
+from wavalign_kit.world.tasks import TASKS
 
 AUTHOR_FIELDS = ("messages", "audios", "sft_target_text", "sft_target_audio", "task_type", "question_text",
                  "rejected_text", "rejected_audio")
@@ -116,6 +117,7 @@ def test_style_requests_in_test_and_rl(smoke_world):
         assert len(styled) >= 0.3 * len(exs) and all(e.style != "neutral" for e in styled)
         assert any(e.style == "neutral" for e in exs)             # neutral adherence is measured on these
         assert smoke_world.summary["styles"][split]["neutral"] == len(exs) - len(styled)
+        assert {e.task for e in exs} == set(TASKS)                # every task, even at smoke scale
 
 
 def test_second_build_is_a_noop(smoke_world_dir, capsys):

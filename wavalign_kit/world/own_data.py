@@ -34,7 +34,7 @@ from wavalign_kit.config import ConfigError, load_yaml
 from wavalign_kit.world.corpus import seen_shares, seen_targets
 from wavalign_kit.world.load import JsonlWorld
 from wavalign_kit.world.protocol import SPLITS
-from wavalign_kit.world.schema import SchemaError, read_records
+from wavalign_kit.world.schema import OWN_TASK, SchemaError, read_records
 
 MANIFEST = "world.yaml"
 MANIFEST_KEYS = ("codec", "codec_dir", "tokenizer", "evaluators")
@@ -77,21 +77,20 @@ def _tokenizer(spec: Any, records: dict[str, list[dict]], num_units: int) -> Any
 
 def load_own_data(root: str | Path, codec: Any = None, *, codec_dir: str | Path | None = None,
                   tokenizer: Any = None, evaluators: Any = None) -> JsonlWorld:
-    """A world (``World`` protocol) over the JSONL splits in ``root`` and ``codec``; arguments left out come from
-    ``root/world.yaml`` when it exists. Validates every split first (one SchemaError lists every problem)."""
+    """A world (``World`` protocol) over the JSONL splits in ``root`` and ``codec``; arguments left as None come
+    from ``root/world.yaml`` when it exists. Validates every split first (one SchemaError lists every problem)."""
     root = Path(root)
+    manifest = load_yaml(root / MANIFEST) if (root / MANIFEST).is_file() else {}
+    unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
+    if unknown:
+        raise ConfigError(f"{root / MANIFEST}: unknown keys {unknown}; known keys: {list(MANIFEST_KEYS)}")
+    codec = codec if codec is not None else manifest.get("codec")
     if codec is None:
-        if not (root / MANIFEST).is_file():
-            raise ConfigError(f"load_own_data({root}): pass codec= (a SpeechCodec or 'package.module:ClassName') "
-                              f"or write {root / MANIFEST} with a 'codec:' entry")
-        manifest = load_yaml(root / MANIFEST)
-        unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
-        if unknown or "codec" not in manifest:
-            raise ConfigError(f"{root / MANIFEST}: keys {unknown} unknown / 'codec' missing; known keys: "
-                              f"{list(MANIFEST_KEYS)}")
-        codec, codec_dir = manifest["codec"], manifest.get("codec_dir", codec_dir)
-        tokenizer = manifest.get("tokenizer", tokenizer)
-        evaluators = manifest.get("evaluators", evaluators)
+        raise ConfigError(f"load_own_data({root}): pass codec= (a SpeechCodec or 'package.module:ClassName') "
+                          f"or write {root / MANIFEST} with a 'codec:' entry")
+    codec_dir = codec_dir if codec_dir is not None else manifest.get("codec_dir")
+    tokenizer = tokenizer if tokenizer is not None else manifest.get("tokenizer")
+    evaluators = evaluators if evaluators is not None else manifest.get("evaluators")
     if isinstance(codec, str):
         codec = import_codec(codec, None if codec_dir is None else root / codec_dir)
     _check_codec(codec)
@@ -114,20 +113,19 @@ def load_own_data(root: str | Path, codec: Any = None, *, codec_dir: str | Path 
     for split, recs in records.items():
         for r in recs:
             r.setdefault("answer_seen", r["sft_target_text"] in seen[split])
+            r.setdefault("task", OWN_TASK)
     summary = {
         "kind": "own_data", "root": str(root),
         "codec": {"class": f"{type(codec).__module__}:{type(codec).__qualname__}",
                   "sample_rate": int(codec.sample_rate), "num_units": int(codec.num_units),
                   "frame_rate": getattr(codec, "frame_rate", None)},
         "sizes": {s: len(recs) for s, recs in records.items()},
-        "tasks": {s: {t: sum(r.get("task", "own") == t for r in recs) for t in sorted({r.get("task", "own")
-                                                                                       for r in recs})}
+        "tasks": {s: {t: sum(r["task"] == t for r in recs) for t in sorted({r["task"] for r in recs})}
                   for s, recs in records.items()},
         "task_types": {s: {t: sum(r["task_type"] == t for r in recs) for t in ("s2s", "t2s")}
                        for s, recs in records.items()},
-        "answer_seen": {s: seen_shares([{**r, "task": r.get("task", "own")} for r in recs])
-                        for s, recs in records.items()},
+        "answer_seen": {s: seen_shares(recs) for s, recs in records.items()},
     }
     return JsonlWorld(root=root, codec=codec, tokenizer=_tokenizer(tokenizer, records, int(codec.num_units)),
                       evaluators=evaluators, summary=summary, kit=False,
-                      seen_targets={s: seen[s] for s in present})
+                      seen_targets=seen)

@@ -31,6 +31,7 @@ AUDIO_PLACEHOLDER = "<|audio|>"
 TASK_TYPES = ("s2s", "t2s")
 KIT_FIELDS = ("id", "task", "template", "style", "answer")
 AUTHOR_FIELDS = ("question_text", "sft_target_text")
+OWN_TASK = "own"                 # the task name of a user's record that names none
 
 
 @dataclass
@@ -218,7 +219,7 @@ def load_examples(path_jsonl: str | Path, *, codec=None, kit: bool = True,
     for i, r in enumerate(read_records(path, kit=kit, sample_rate=sample_rate), start=1):
         audios = r["audios"]
         examples.append(Example(
-            id=r.get("id", f"{path.stem}-{i:05d}"), task=r.get("task", "own"), task_type=r["task_type"],
+            id=r.get("id", f"{path.stem}-{i:05d}"), task=r.get("task", OWN_TASK), task_type=r["task_type"],
             question_text=r["question_text"],
             prompt_units=load_units(root, audios[0], codec) if audios else None,
             target_text=r["sft_target_text"], target_units=load_units(root, r["sft_target_audio"], codec),

@@ -1,19 +1,20 @@
 """Verifiable spoken tasks of the embedded world: a seeded fact table, item generators per pool, split quotas.
 
 Task families (``TaskItem.task``):
-- ``arithmetic``: "what is three plus four" -> "three plus four is seven" (numbers as words, 0..10);
+- ``arithmetic``: "what is three plus four" -> "three plus four is seven" (numbers as words, 0..ARITHMETIC_MAX);
 - ``counting``: "count the words red blue red" -> "the count is three";
 - ``facts``: questions over a generated fact table ("where does anna live" -> "anna lives in paris");
-- ``context``: questions that carry the fact they ask about ("anna lives in rome where does anna live" ->
-  "anna lives in rome"; the context wins over the fact table);
+- ``context``: questions that carry the fact they ask about ("zoe lives in rome where does zoe live" ->
+  "zoe lives in rome"), about people outside the fact table (``CONTEXT_PEOPLE``): only the context answers them;
 - ``instruction``: "answer in three words what is ..." (checked by word count) and "answer yes or no is seven
   more than four" (checked by format and value);
 - ``style``: "answer cheerfully what is ..." (the target speech is rendered in the requested style).
 
 Pools (templates.py): ``"train"`` (warm start), ``"rl"`` (RL prompts and the valid split: training wording, but
-only questions the warm start never sees) and ``"test"`` (held-out wording and held-out content: new operand
-pairs, new counting lists, facts in context that neither the fact table nor the other pools hold, and two
-constraints the other pools never use: yes/no questions about colours and jobs, word counts on context questions).
+only questions the warm start never sees) and ``"test"`` (held-out wording throughout, and held-out content: new
+counting lists and yes/no comparisons, new operand pairs and (person, value) facts in context for a share
+``HELD_OUT_CONTENT_SHARE`` of the arithmetic and context items, and two constraints the other pools never use:
+yes/no questions about colours and jobs, word counts on context questions).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from wavalign_kit.world.templates import (  # noqa: F401  (NUMBERS, TASKS, vocab
     ARITHMETIC_FORMS,
     ATTRIBUTES,
     CONTEXT,
+    CONTEXT_PEOPLE,
     COUNTING,
     COUNTING_COLOURS,
     COUNTING_MAX_LEN,
@@ -54,9 +56,13 @@ from wavalign_kit.world.templates import (  # noqa: F401  (NUMBERS, TASKS, vocab
 )
 
 # Relative share of each task in a split; style requests are over 30 % of every split (EQ needs them).
-DEFAULT_TASK_WEIGHTS = {"arithmetic": 1.5, "counting": 1.0, "facts": 1.0, "context": 1.0, "instruction": 1.0,
-                        "style": 3.0}
+DEFAULT_TASK_WEIGHTS = {"arithmetic": 2.0, "counting": 1.0, "facts": 1.0, "context": 2.5, "instruction": 1.0,
+                        "style": 4.0}
 POOL_DRAWS = 2000                # draws to find an item of the requested pool before giving up
+# Share of the test split's arithmetic and context items (also inside instructions and style requests) with new
+# operand pairs / new facts in context; the rest keep trained content in held-out wording. Counting lists and
+# yes/no comparisons in the test split are all new. Each record's answer_seen tells the two kinds apart.
+HELD_OUT_CONTENT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -104,9 +110,9 @@ def _wrong_number(rng: np.random.Generator, c: int) -> int:
     return int(rng.choice(choices))
 
 
-def _arithmetic_base(rng: np.random.Generator, pool: Pool) -> _Base:
+def _arithmetic_base(rng: np.random.Generator, pool: Pool, new: bool) -> _Base:
     op = "plus" if rng.random() < 0.5 else "minus"
-    _, (a, b) = _pick(rng, arithmetic_pairs(op, pool == "test"))
+    _, (a, b) = _pick(rng, arithmetic_pairs(op, new))
     c = a + b if op == "plus" else a - b
     k, template = _pick(rng, ARITHMETIC[op][wording(pool)])
     words = {"a": NUMBERS[a], "b": NUMBERS[b], "c": NUMBERS[c], "op": op}
@@ -139,18 +145,14 @@ def _facts_base(rng: np.random.Generator, pool: Pool, facts: dict[str, dict[str,
     return _fact_base(rng, pool, relation, person, value, wrong, "facts", context=False)
 
 
-def _context_base(rng: np.random.Generator, pool: Pool, facts: dict[str, dict[str, str]]) -> _Base:
-    """A facts question preceded by the fact it asks about; test content is neither the table's nor the others'."""
+def _context_base(rng: np.random.Generator, pool: Pool, new: bool) -> _Base:
+    """A facts question about someone outside the fact table, preceded by the fact it asks about."""
     _, relation = _pick(rng, list(FACTS))
     for _ in range(POOL_DRAWS):
-        person, value = str(rng.choice(PEOPLE)), str(rng.choice(ATTRIBUTES[relation]))
-        remembered = facts.get(person, {}).get(relation)
-        if held_out(f"context {person} {relation} {value}") == (pool == "test") and not (
-                pool == "test" and value == remembered):
+        person, value = str(rng.choice(CONTEXT_PEOPLE)), str(rng.choice(ATTRIBUTES[relation]))
+        if held_out(f"context {person} {relation} {value}") == new:
             break
-    # the natural mistake: answering from the fact table (or any other value) instead of the context
-    others = [v for v in ATTRIBUTES[relation] if v != value]
-    wrong = remembered if remembered in others else str(rng.choice(others))
+    wrong = str(rng.choice([v for v in ATTRIBUTES[relation] if v != value]))
     return _fact_base(rng, pool, relation, person, value, wrong, "context", context=True)
 
 
@@ -180,16 +182,17 @@ def _counting(rng: np.random.Generator, pool: Pool) -> TaskItem:
                     rejected_text=target.format(NUMBERS[_wrong_number(rng, n)]), rejected_style=DEFAULT_STYLE)
 
 
-def _any_base(rng: np.random.Generator, pool: Pool, facts: dict[str, dict[str, str]], kinds: Sequence[str]) -> _Base:
+def _any_base(rng: np.random.Generator, pool: Pool, facts: dict[str, dict[str, str]], kinds: Sequence[str],
+              new: bool) -> _Base:
     _, kind = _pick(rng, kinds)
     if kind == "arithmetic":
-        return _arithmetic_base(rng, pool)
-    return _facts_base(rng, pool, facts) if kind == "facts" else _context_base(rng, pool, facts)
+        return _arithmetic_base(rng, pool, new)
+    return _facts_base(rng, pool, facts) if kind == "facts" else _context_base(rng, pool, new)
 
 
-def _n_words(rng: np.random.Generator, pool: Pool, facts: dict[str, dict[str, str]]) -> TaskItem:
+def _n_words(rng: np.random.Generator, pool: Pool, facts: dict[str, dict[str, str]], new: bool) -> TaskItem:
     # word counts on context questions are a held-out constraint: only the test pool asks for them
-    base = _any_base(rng, pool, facts, ["arithmetic", "facts"] + (["context"] if pool == "test" else []))
+    base = _any_base(rng, pool, facts, ["arithmetic", "facts"] + (["context"] if pool == "test" else []), new)
     lengths = sorted(base.forms)
     _, n = _pick(rng, lengths)
     wrong_n = lengths[-1] if n != lengths[-1] else lengths[0]
@@ -227,8 +230,8 @@ def _yes_no(rng: np.random.Generator, pool: Pool, facts: dict[str, dict[str, str
 
 
 def _style_request(rng: np.random.Generator, pool: Pool, facts: dict[str, dict[str, str]],
-                   styles: Sequence[str]) -> TaskItem:
-    base = _any_base(rng, pool, facts, ["arithmetic", "facts", "context"])
+                   styles: Sequence[str], new: bool) -> TaskItem:
+    base = _any_base(rng, pool, facts, ["arithmetic", "facts", "context"], new)
     _, style = _pick(rng, [s for s in styles if s != DEFAULT_STYLE])
     adv, adj = STYLE_WORDS[style]
     k, template = _pick(rng, STYLE_REQUESTS[wording(pool)])
@@ -248,19 +251,20 @@ def check_styles(styles: Sequence[str]) -> None:
 
 
 def _draw(rng: np.random.Generator, task: str, pool: Pool, facts: dict[str, dict[str, str]],
-          styles: Sequence[str]) -> TaskItem:
+          styles: Sequence[str], new: bool) -> TaskItem:
+    """One item; ``new``: with held-out operand pairs / facts in context (test pool only)."""
     if task == "arithmetic":
-        return _plain(_arithmetic_base(rng, pool), task)
+        return _plain(_arithmetic_base(rng, pool, new), task)
     if task == "counting":
         return _counting(rng, pool)
     if task == "facts":
         return _plain(_facts_base(rng, pool, facts), task)
     if task == "context":
-        return _plain(_context_base(rng, pool, facts), task)
+        return _plain(_context_base(rng, pool, new), task)
     if task == "instruction":
-        return _n_words(rng, pool, facts) if rng.random() < 0.5 else _yes_no(rng, pool, facts)
+        return _n_words(rng, pool, facts, new) if rng.random() < 0.5 else _yes_no(rng, pool, facts)
     if task == "style":
-        return _style_request(rng, pool, facts, styles)
+        return _style_request(rng, pool, facts, styles, new)
     raise ValueError(f"task={task!r} is not one of {list(TASKS)}")
 
 
@@ -275,13 +279,15 @@ def generate_item(rng: np.random.Generator, task: str, pool: Pool, facts: dict[s
     """One instance of ``task`` from ``pool`` ("train", "rl" or the held-out "test").
 
     The pool is a hard constraint (``in_pool``). Up to ``attempts`` in-pool draws look for a question outside
-    ``avoid``; when the task's instance space is exhausted the last draw is kept.
+    ``avoid``; when the task's instance space is exhausted the last draw is kept. In the test pool, whether the
+    item's arithmetic or context content is held out is drawn once (``HELD_OUT_CONTENT_SHARE``), before them.
     """
     if pool not in POOLS:
         raise ValueError(f"pool={pool!r}: choose one of {list(POOLS)}")
+    new = pool == "test" and bool(rng.random() < HELD_OUT_CONTENT_SHARE)
     kept, tries = None, 0
     for _ in range(POOL_DRAWS):
-        item = _draw(rng, task, pool, facts, styles)
+        item = _draw(rng, task, pool, facts, styles, new)
         if not in_pool(item.question, pool):
             continue
         kept, tries = item, tries + 1
