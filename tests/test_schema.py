@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from wavalign_kit.world.schema import SchemaError, load_examples, units_path
+from wavalign_kit.world.units import UnitCacheError
 
 
 class FrameCodec:
@@ -124,3 +125,113 @@ def test_structural_problems(world):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="wavalign world"):
         load_examples(tmp_path / "nope.jsonl")
+
+
+# ---- loader robustness: empty files, encodings, check field types, unit caches --------------------------------
+
+def test_empty_split_file_is_an_error_naming_the_file(world):
+    for content in (b"", b"\n  \n"):
+        path = world / "train.jsonl"
+        path.write_bytes(content)
+        with pytest.raises(SchemaError, match="holds no records") as err:
+            load_examples(path, codec=FrameCodec())
+        assert str(path) in str(err.value) and path.read_bytes() == content
+
+
+def test_invalid_utf8_is_reported_with_its_line_among_the_others(world):
+    path = world / "train.jsonl"
+    bad_check = _record(2)
+    bad_check["check"] = {"type": "n_words", "n": "four"}
+    lines = [json.dumps(_record(0)).encode(), b'{"id": "caf\xe9"}', json.dumps(bad_check).encode()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    before = path.read_bytes()
+    with pytest.raises(SchemaError) as err:
+        load_examples(path, codec=FrameCodec())
+    found = {(p.line, p.field) for p in err.value.problems}
+    assert {(2, "<encoding>"), (3, "check.n")} <= found and not any(line == 1 for line, _ in found)
+    assert f"{path}:2: <encoding>: not valid UTF-8" in str(err.value)
+    assert f"{path}:3: check.n: expected a positive integer" in str(err.value)
+    assert path.read_bytes() == before and not (world / "units").exists()
+
+
+def test_check_fields_are_validated_with_the_rest(world):
+    checks = [{"type": "n_words", "n": "four"}, {"type": "number", "answer": 7}, {"type": "yes_no", "answer": "perhaps"},
+              {"type": "contains"}]
+    records = []
+    for i, check in enumerate(checks):
+        records.append(_record(i))
+        records[-1]["check"] = check
+    records[1]["sft_target_text"] = ""
+    path = _write(world / "train.jsonl", records)
+    with pytest.raises(SchemaError) as err:
+        load_examples(path, codec=FrameCodec())
+    found = {(p.line, p.field) for p in err.value.problems}
+    assert {(1, "check.n"), (2, "check.answer"), (2, "sft_target_text"), (3, "check.answer"), (4, "check.answer")} <= found
+
+
+def _cached(world, codec=None):
+    path = _write(world / "train.jsonl", [_record(0)])
+    load_examples(path, codec=codec or FrameCodec())
+    return path, units_path(world, "audio/0-a.wav")
+
+
+def test_corrupt_unit_cache_names_the_cache_or_is_re_encoded(world):
+    path, cache = _cached(world)
+    cache.write_bytes(b"PK\x03\x04 not a zip")
+    before = {p: p.read_bytes() for p in (path, cache, world / "audio/0-a.wav")}
+    with pytest.raises(UnitCacheError, match="corrupt unit cache") as err:
+        load_examples(path)
+    assert str(cache) in str(err.value) and "codec=" in str(err.value)
+    assert before == {p: p.read_bytes() for p in before}                     # nothing touched
+    codec = FrameCodec()
+    with pytest.warns(UserWarning, match="re-encoding"):
+        ex = load_examples(path, codec=codec)[0]
+    expected = codec.encode(sf.read(world / "audio/0-a.wav")[0].astype(np.float32), 16_000)
+    assert ex.target_units.tolist() == expected.tolist()
+    assert load_examples(path)[0].target_units.tolist() == expected.tolist()  # the repaired cache is used again
+
+
+def test_units_outside_the_codec_range_are_a_corrupt_cache(world):
+    path, cache = _cached(world)
+    np.savez(cache, units=np.array([0, 99]), audio_digest=np.load(cache)["audio_digest"])
+    load_examples(path)                                                        # no codec: no range to check
+    with pytest.warns(UserWarning, match="outside 0..4"):
+        assert load_examples(path, codec=FrameCodec())[0].target_units.max() < 4
+
+
+def test_replaced_audio_makes_its_units_stale(world):
+    path, cache = _cached(world)
+    old_units = load_examples(path)[0].target_units
+    _wav(world / "audio/0-a.wav", n=8000)                                      # a replaced, longer recording
+    before = cache.read_bytes()
+    with pytest.raises(UnitCacheError, match="stale unit cache") as err:
+        load_examples(path)
+    assert str(cache) in str(err.value) and cache.read_bytes() == before
+    with pytest.warns(UserWarning, match="changed after its units were encoded"):
+        new_units = load_examples(path, codec=FrameCodec())[0].target_units
+    assert len(new_units) == 8 != len(old_units) == 4
+
+
+def test_own_data_mode_accepts_any_task_check_and_sample_rate(world):
+    _wav(world / "audio/24k.wav", sr=24_000, n=6000)
+    free = _record(0)
+    free.update(task="poetry", check={"type": "rhyme", "with": "moon"}, sft_target_audio="audio/24k.wav")
+    bare = {k: v for k, v in _record(1).items() if k not in ("id", "task", "template", "style", "answer", "check")}
+    path = _write(world / "train.jsonl", [free, bare])
+    with pytest.raises(SchemaError) as err:                                    # the kit's schema refuses them
+        load_examples(path, codec=FrameCodec())
+    assert {(1, "task"), (1, "check"), (1, "sft_target_audio"), (2, "id"), (2, "check")} <= {
+        (p.line, p.field) for p in err.value.problems}
+    exs = load_examples(path, codec=FrameCodec(), kit=False, sample_rate=None)
+    assert [e.task for e in exs] == ["poetry", "own"] and exs[1].id == "train-00002" and exs[1].check == {}
+    assert len(exs[0].target_units) == 6                                        # 24 kHz file, no resampling rate given
+    bad = dict(bare, check={"type": "n_words", "n": "four"})                   # kit check types still validated
+    with pytest.raises(SchemaError, match="check.n"):
+        load_examples(_write(world / "x.jsonl", [bad]), codec=FrameCodec(), kit=False, sample_rate=None)
+
+
+def test_audio_paths_must_stay_inside_the_data_directory(world):
+    outside = _record(0)
+    outside["sft_target_audio"] = "../elsewhere.wav"
+    with pytest.raises(SchemaError, match="inside it"):
+        load_examples(_write(world / "train.jsonl", [outside]), codec=FrameCodec())

@@ -14,29 +14,32 @@ from wavalign_kit.world import Example, WorldConfig, build_world, load_examples,
 from wavalign_kit.world.build import BUILDING, _prepare_dir
 from wavalign_kit.world.corpus import text_tokens
 from wavalign_kit.world.schema import AUDIO_PLACEHOLDER
+from wavalign_kit.world.tasks import TASKS
 
 AUTHOR_FIELDS = ("messages", "audios", "sft_target_text", "sft_target_audio", "task_type", "question_text",
                  "rejected_text", "rejected_audio")
-KIT_FIELDS = ("id", "task", "template", "style", "answer", "check")
+KIT_FIELDS = ("id", "task", "template", "style", "answer", "check", "answer_seen")
+SPLITS = ("train", "rl", "valid", "test")
 
 
 def test_world_files_and_summary(smoke_world_dir):
     cfg = world_config("smoke")
-    for name in ("summary.json", "train.jsonl", "valid.jsonl", "test.jsonl", "facts.json", "codec/codec.json",
+    for name in ("summary.json", "train.jsonl", "rl.jsonl", "valid.jsonl", "test.jsonl", "facts.json", "codec/codec.json",
                  "tokenizer/tokenizer.json", "evaluators/recognizer", "evaluators/style", "evaluators/unit_lm"):
         assert (smoke_world_dir / name).exists(), name
     assert not (smoke_world_dir / BUILDING).exists()
     summary = json.loads((smoke_world_dir / "summary.json").read_text())
     assert summary["config_hash"] == cfg.hash()
     assert summary["sizes"]["train"] == cfg.train_size and summary["sizes"]["test"] == cfg.test_size
+    assert summary["sizes"]["rl"] == cfg.rl_size and summary["sizes"]["valid"] == cfg.valid_size
     assert 0.0 <= summary["recognizer_wer"] and 0.0 <= summary["style_accuracy"] <= 1.0
     assert set(summary["timings"]) >= {"synthesise", "fit codec", "encode units", "train evaluators"}
-    assert summary["units_per_text_token"]["count"] == cfg.train_size + cfg.valid_size + cfg.test_size
+    assert summary["units_per_text_token"]["count"] == cfg.train_size + cfg.rl_size + cfg.valid_size + cfg.test_size
     assert summary["units_per_text_token"]["outside"] == 0
 
 
 def test_jsonl_records_carry_the_authors_and_kit_fields(smoke_world_dir):
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
         for line in (smoke_world_dir / f"{split}.jsonl").read_text().splitlines():
             r = json.loads(line)
             assert set(AUTHOR_FIELDS + KIT_FIELDS) <= set(r)
@@ -49,10 +52,11 @@ def test_jsonl_records_carry_the_authors_and_kit_fields(smoke_world_dir):
             assert all(not p.startswith("/") and (smoke_world_dir / p).is_file()
                        for p in [*r["audios"], r["sft_target_audio"], r["rejected_audio"]])
             assert verify(r["check"], r["sft_target_text"])
+            assert isinstance(r["answer_seen"], bool)
 
 
 def test_every_response_has_4_to_10_units_per_text_token(smoke_world):
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
         for ex in smoke_world.split(split):
             for text, units in ((ex.target_text, ex.target_units), (ex.rejected_text, ex.rejected_units)):
                 ratio = len(units) / text_tokens(text)
@@ -84,6 +88,36 @@ def test_load_world_splits(smoke_world):
 def test_train_and_test_share_no_template(smoke_world):
     parts = lambda exs: {p for e in exs for p in e.record["template"].split("+")}  # noqa: E731
     assert not parts(smoke_world.split("train")) & parts(smoke_world.split("test"))
+    assert not parts(smoke_world.split("rl")) & parts(smoke_world.split("test"))
+
+
+def test_rl_and_valid_questions_are_not_warm_start_questions(smoke_world):
+    train = {e.question_text for e in smoke_world.split("train")}
+    for split in ("rl", "valid"):
+        assert not train & {e.question_text for e in smoke_world.split(split)}, split
+        assert smoke_world.summary[f"{split}_questions_in_train"] == 0
+    assert smoke_world.summary["test_questions_in_train"] == 0
+
+
+def test_answer_seen_and_its_shares(smoke_world):
+    targets = {s: {e.target_text for e in smoke_world.split(s)} for s in ("train", "rl")}
+    for split in SPLITS:
+        trained = targets["train"] | (targets["rl"] if split in ("valid", "test") else set())
+        exs = smoke_world.split(split)
+        assert [e.record["answer_seen"] for e in exs] == [e.target_text in trained for e in exs]
+        shares = smoke_world.summary["answer_seen"][split]
+        assert shares["all"] == pytest.approx(np.mean([e.record["answer_seen"] for e in exs]), abs=1e-3)
+        assert set(shares["per_task"]) == {e.task for e in exs}
+
+
+def test_style_requests_in_test_and_rl(smoke_world):
+    for split in ("rl", "test"):
+        exs = smoke_world.split(split)
+        styled = [e for e in exs if e.task == "style"]
+        assert len(styled) >= 0.3 * len(exs) and all(e.style != "neutral" for e in styled)
+        assert any(e.style == "neutral" for e in exs)             # neutral adherence is measured on these
+        assert smoke_world.summary["styles"][split]["neutral"] == len(exs) - len(styled)
+        assert {e.task for e in exs} == set(TASKS)                # every task, even at smoke scale
 
 
 def test_second_build_is_a_noop(smoke_world_dir, capsys):
@@ -148,6 +182,45 @@ def test_world_config_errors():
             world_config("smoke", {"evaluators": {"device": "cuda"}})
     assert world_config({"seed": 5, "world": {"train_size": 7}}).seed == 5
     assert world_config("cpu").train_size > world_config("smoke").train_size
+
+
+def _copy_world(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _snapshot(root):
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "audio" not in p.parts}
+
+
+@pytest.mark.parametrize("damage", ["summary", "tokenizer", "split", "audio"])
+def test_a_corrupted_world_is_reported_not_reused(smoke_world_dir, tmp_path, capsys, damage):
+    from wavalign_kit.world import CorruptWorldError, load_world
+
+    root = _copy_world(smoke_world_dir, tmp_path / "w")
+    expect = {"summary": "summary.json is corrupted", "tokenizer": "tokenizer.json is missing",
+              "split": "rl.jsonl has", "audio": "audio holds"}[damage]
+    if damage == "summary":
+        (root / "summary.json").write_text((root / "summary.json").read_text()[:100])
+    elif damage == "tokenizer":
+        (root / "tokenizer" / "tokenizer.json").unlink()
+    elif damage == "split":
+        (root / "rl.jsonl").write_text((root / "rl.jsonl").read_text().split("\n", 1)[1])
+    else:
+        next((root / "audio").iterdir()).unlink()
+    before = _snapshot(root)
+    with pytest.raises(CorruptWorldError, match=expect):
+        build_world(world_config("smoke"), root)
+    with pytest.raises(CorruptWorldError, match=expect):
+        load_world(root)
+    assert main(["--profile", "smoke", "--out", str(root)]) == 2
+    out = capsys.readouterr()
+    assert "corrupted" in out.err and "--overwrite" in out.err and "reusing" not in out.out
+    assert _snapshot(root) == before                              # nothing removed or rewritten
+    assert _prepare_dir(world_config("smoke").hash(), root, overwrite=True, quiet=True) is None
+    assert sorted(p.name for p in root.iterdir()) == [BUILDING]   # --overwrite removes it and rebuilds
 
 
 def test_load_examples_round_trip(smoke_world_dir):

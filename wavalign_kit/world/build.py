@@ -3,8 +3,12 @@
 Stages (each printed with its time and size): generate tasks -> synthesise speech -> fit codec -> encode units
 -> write JSONL -> build tokenizer -> train evaluators on separate held-out speech -> summary.json.
 
-Caching: summary.json (written last, atomically) records the config hash. Building again with the same config
-is a no-op. A different config into the same directory is an error (nothing is deleted) unless
+Splits: ``train`` (warm-start data), ``rl`` (RL prompts the warm start never sees), ``valid`` (the warm start's
+validation loss; RL-pool questions), ``test`` (held-out wording and content); see tasks.py.
+
+Caching: summary.json (written last, atomically) records the config hash and an inventory of the world's files.
+Building again with the same config is a no-op once the inventory matches (a damaged world is an error, never
+reused). A different config into the same directory is an error (nothing is deleted) unless
 ``overwrite=True`` (``--overwrite``), which removes the old world's files and rebuilds. A directory left by an
 interrupted build (marker ``.building``, no summary.json) is cleaned and rebuilt.
 """
@@ -30,24 +34,30 @@ from wavalign_kit.config import ConfigError, deep_update, from_dict, load_profil
 from wavalign_kit.paths import Workspace
 from wavalign_kit.speech import SAMPLE_RATE, STYLES, Synthesizer, read_wav
 from wavalign_kit.world.corpus import (
+    SPLIT_POOLS,
     evaluator_sentences,
+    mark_answer_seen,
     ratio_stats,
+    seen_shares,
     synthesize_corpus,
     synthesize_file,
     text_tokens,
 )
-from wavalign_kit.world.schema import UNITS_DIR, units_path
+from wavalign_kit.world.integrity import CorruptWorldError, check_world, inventory, read_summary
+from wavalign_kit.world.protocol import SPLITS
 from wavalign_kit.world.tasks import (
     TASKS,
     check_styles,
     generate_facts,
     generate_split,
+    task_counts,
     vocabulary,
 )
+from wavalign_kit.world.units import UNITS_DIR, save_units
 
-FORMAT_VERSION = 2          # bump when the world's files change meaning; part of the config hash
-                            # (2: layer-normalised evaluator encoders, whose weights 1 cannot load)
-SPLITS = ("train", "valid", "test")
+FORMAT_VERSION = 3          # bump when the world's files change meaning; part of the config hash
+                            # (2: layer-normalised evaluator encoders, whose weights 1 cannot load;
+                            #  3: rl split, held-out content, context task, hashed unit caches, file inventory)
 WORLD_FILES = ("audio", UNITS_DIR, "codec", "tokenizer", "evaluators", "facts.json", "summary.json",
                *(f"{s}.jsonl" for s in SPLITS))
 BUILDING = ".building"
@@ -58,9 +68,10 @@ class WorldConfig:
     """What the world holds; one value set per scale in the profiles' ``world:`` sections."""
 
     seed: int = 0
-    train_size: int = 2000           # records per split
-    valid_size: int = 200
-    test_size: int = 300             # held-out paraphrase templates
+    train_size: int = 2000           # records per split: warm-start (SFT) data
+    rl_size: int = 500               # RL / preference prompts, none of them a train question
+    valid_size: int = 200            # the warm start's validation loss (RL-pool questions, disjoint from train)
+    test_size: int = 300             # held-out wording and held-out content
     evaluator_utterances: int = 1500  # separate synthesised sentences for the evaluators (all styles)
     evaluator_heldout: float = 0.2   # share of them held out to report recognizer_wer / style_accuracy
     codec_fit_utterances: int = 400  # utterances the codec's k-means is fitted on
@@ -70,6 +81,7 @@ class WorldConfig:
     s2s_fraction: float = 0.5        # share of user turns given as speech (the rest as text)
     num_people: int = 12             # rows of the fact table
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    task_weights: dict[str, float] = field(default_factory=dict)   # share of each task (tasks.DEFAULT_TASK_WEIGHTS)
     styles: list[str] = field(default_factory=lambda: list(STYLES))
     ratio_bounds: list[float] = field(default_factory=lambda: [4.0, 10.0])   # speech units per text token
     max_redraws: int = 100           # task redraws per record to keep its responses within ratio_bounds
@@ -77,7 +89,8 @@ class WorldConfig:
 
     def validate(self) -> WorldConfig:
         """Raise ConfigError naming the first unusable field."""
-        for name in ("train_size", "valid_size", "test_size", "evaluator_utterances", "codec_fit_utterances"):
+        for name in ("train_size", "rl_size", "valid_size", "test_size", "evaluator_utterances",
+                     "codec_fit_utterances"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"world.{name}={getattr(self, name)}: must be >= 1")
         if not 0.0 < self.evaluator_heldout < 1.0:
@@ -104,6 +117,13 @@ class WorldConfig:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise ConfigError(f"world.tasks={self.tasks}: choose a non-empty subset of {list(TASKS)}")
+        unknown = sorted(set(self.task_weights) - set(TASKS))
+        if unknown:
+            raise ConfigError(f"world.task_weights: unknown tasks {unknown}; known: {list(TASKS)}")
+        try:
+            task_counts(1, self.tasks, self.task_weights)
+        except ValueError as err:
+            raise ConfigError(f"world.{err}") from None
         return self
 
     def evaluator_config(self, num_units: int):
@@ -171,14 +191,22 @@ def _clean(out: Path) -> None:
 
 
 def _prepare_dir(cfg_hash: str, out: Path, overwrite: bool, quiet: bool) -> dict | None:
-    """Return the existing summary when the world is already built with this config; else ready ``out``."""
+    """Return the existing summary when the world is already built with this config and intact; else ready
+    ``out``. A damaged world (summary.json unreadable, files missing or changed) is a CorruptWorldError, and
+    another config's world a ConfigError, unless ``overwrite`` (then the old world's files are removed)."""
     summary_path = out / "summary.json"
     if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("config_hash") == cfg_hash:
-            if not quiet:
-                print(f"[world] {out}: already built with this config (hash {cfg_hash}); reusing it", flush=True)
-            return summary
+        try:
+            summary = read_summary(out)
+            if summary.get("config_hash") == cfg_hash:
+                check_world(out, summary)
+                if not quiet:
+                    print(f"[world] {out}: already built with this config (hash {cfg_hash}); reusing it", flush=True)
+                return summary
+        except CorruptWorldError:
+            if not overwrite:
+                raise
+            summary = {}
         if not overwrite:
             raise ConfigError(
                 f"{out} holds a world built with a different config (hash {summary.get('config_hash')} vs "
@@ -210,20 +238,22 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
     if existing is not None:
         return existing
     timings: dict[str, float] = {}
-    seeds = np.random.SeedSequence(cfg.seed).spawn(8)
-    rng_facts, rng_train, rng_valid, rng_test, rng_mode, rng_synth, rng_eval, rng_fit = (
+    seeds = np.random.SeedSequence(cfg.seed).spawn(9)
+    rng_facts, rng_train, rng_valid, rng_test, rng_mode, rng_synth, rng_eval, rng_fit, rng_rl = (
         np.random.default_rng(s) for s in seeds)
     bar = dict(disable=quiet, leave=False, mininterval=1.0)
 
     with _stage("generate tasks", timings, quiet):
         facts = generate_facts(rng_facts, cfg.num_people)
-        train = generate_split(rng_train, cfg.train_size, "train", facts, cfg.tasks, cfg.styles)
-        train_questions = {it.question for it in train}
+        kw = dict(tasks=cfg.tasks, styles=cfg.styles, weights=cfg.task_weights)
+        train = generate_split(rng_train, cfg.train_size, SPLIT_POOLS["train"], facts, **kw)
+        rl = generate_split(rng_rl, cfg.rl_size, SPLIT_POOLS["rl"], facts, **kw)
+        rl_questions = {it.question for it in rl}
         splits = {
             "train": train,
-            "valid": generate_split(rng_valid, cfg.valid_size, "train", facts, cfg.tasks, cfg.styles,
-                                    avoid=train_questions),
-            "test": generate_split(rng_test, cfg.test_size, "test", facts, cfg.tasks, cfg.styles),
+            "rl": rl,
+            "valid": generate_split(rng_valid, cfg.valid_size, SPLIT_POOLS["valid"], facts, avoid=rl_questions, **kw),
+            "test": generate_split(rng_test, cfg.test_size, SPLIT_POOLS["test"], facts, **kw),
         }
 
     with _stage("synthesise", timings, quiet):
@@ -231,7 +261,7 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
         records, jobs, seconds, redraws = synthesize_corpus(
             splits, facts, out, synth, rng_synth, rng_mode, frame_rate=cfg.frame_rate,
             ratio_bounds=cfg.ratio_bounds, max_redraws=cfg.max_redraws, edge_silence=cfg.edge_silence,
-            s2s_fraction=cfg.s2s_fraction, avoid_in_valid=train_questions, progress=not quiet)
+            s2s_fraction=cfg.s2s_fraction, avoid={"rl": rl_questions, "valid": rl_questions}, progress=not quiet)
 
         # The evaluators' own sentences: disjoint from every corpus response, in all styles.
         targets = {r["sft_target_text"] for recs in records.values() for r in recs}
@@ -261,12 +291,13 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
         (out / UNITS_DIR).mkdir(exist_ok=True)
         for rel, _, _ in tqdm(jobs + eval_jobs, desc="encode units", **bar):
             units[rel] = codec.encode(read_wav(out / rel), SAMPLE_RATE).astype(np.int64)
-            np.save(units_path(out, rel), units[rel])
+            save_units(out, rel, units[rel])
         if not quiet:
             print(f"[world]   {sum(map(len, units.values()))} units, {_dir_size(out / UNITS_DIR) / 1e6:.1f} MB",
                   flush=True)
 
     with _stage("write jsonl", timings, quiet):
+        mark_answer_seen(records)
         for split, recs in records.items():
             write_atomic(out / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in recs))
         write_atomic(out / "facts.json", json.dumps(facts, indent=1))
@@ -283,6 +314,7 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
         figures = train_evaluators(items[n_heldout:], items[:n_heldout], out / "evaluators",
                                    cfg.evaluator_config(codec.num_units))
 
+    train_questions = {r["question_text"] for r in records["train"]}
     summary = {
         "config_hash": cfg_hash,
         "format_version": FORMAT_VERSION,
@@ -294,14 +326,18 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
         "task_types": {s: {t: sum(r["task_type"] == t for r in recs) for t in ("s2s", "t2s")}
                        for s, recs in records.items()},
         "tasks": {s: {t: sum(r["task"] == t for r in recs) for t in cfg.tasks} for s, recs in records.items()},
+        "styles": {s: {st: sum(r["style"] == st for r in recs) for st in cfg.styles} for s, recs in records.items()},
+        "answer_seen": {s: seen_shares(recs) for s, recs in records.items()},
         "redrawn_for_ratio_band": redraws,
-        "valid_questions_in_train": sum(r["question_text"] in train_questions for r in records["valid"]),
+        **{f"{s}_questions_in_train": sum(r["question_text"] in train_questions for r in records[s])
+           for s in ("rl", "valid", "test")},
         "units_per_text_token": ratio_stats(ratios, ratio_styles),
         "timings": timings,
         "recognizer_wer": figures["recognizer_wer"],
         "style_accuracy": figures["style_accuracy"],
         "unit_lm_nll": figures.get("unit_lm_nll"),
         "evaluators": figures,
+        "inventory": inventory(out, skip=("summary.json", BUILDING)),
     }
     write_atomic(out / "summary.json", json.dumps(summary, indent=1, default=float))
     (out / BUILDING).unlink()

@@ -27,6 +27,9 @@ from wavalign_kit.world.tasks import (
     vocabulary,
 )
 
+# The task pool each split draws from: the valid split asks RL-pool questions, which the warm start never trains on.
+SPLIT_POOLS = {"train": "train", "rl": "rl", "valid": "rl", "test": "test"}
+
 
 def make_record(item: TaskItem, rid: str, task_type: str, audio: dict[str, str]) -> dict[str, Any]:
     """One JSONL record; ``audio`` maps "question" (s2s only), "target", "rejected" to paths relative to the world."""
@@ -48,6 +51,29 @@ def make_record(item: TaskItem, rid: str, task_type: str, audio: dict[str, str])
         "answer": item.answer,
         "check": item.check,
     }
+
+
+def seen_targets(records: dict[str, list[dict[str, Any]]]) -> dict[str, frozenset[str]]:
+    """Per split, the target texts a model may have been trained on before that split is used: the train targets
+    for train and rl (the warm start), the train and rl targets for valid and test."""
+    train = frozenset(r["sft_target_text"] for r in records.get("train", []))
+    trained = train | {r["sft_target_text"] for r in records.get("rl", [])}
+    return {split: train if split in ("train", "rl") else trained for split in records}
+
+
+def mark_answer_seen(records: dict[str, list[dict[str, Any]]]) -> None:
+    """Set each record's kit field ``answer_seen``: its target text is verbatim one of ``seen_targets``."""
+    seen = seen_targets(records)
+    for split, recs in records.items():
+        for r in recs:
+            r["answer_seen"] = r["sft_target_text"] in seen[split]
+
+
+def seen_shares(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Share of ``answer_seen`` records, overall and per task (the unseen ones measure generalisation)."""
+    tasks = sorted({r["task"] for r in records})
+    share = lambda rs: round(float(np.mean([r["answer_seen"] for r in rs])), 3) if rs else None  # noqa: E731
+    return {"all": share(records), "per_task": {t: share([r for r in records if r["task"] == t]) for t in tasks}}
 
 
 def render(synth: Synthesizer, text: str, style: str, rng: np.random.Generator, edge_silence: float) -> np.ndarray:
@@ -118,14 +144,14 @@ def ratio_stats(ratios: Sequence[float], styles: Sequence[str], low: float = 4.0
 def synthesize_corpus(splits: dict[str, list[TaskItem]], facts: dict[str, dict[str, str]], out: Path,
                       synth: Synthesizer, rng: np.random.Generator, mode_rng: np.random.Generator, *,
                       frame_rate: float, ratio_bounds: Sequence[float], max_redraws: int, edge_silence: float,
-                      s2s_fraction: float, avoid_in_valid: set[str], progress: bool = True,
+                      s2s_fraction: float, avoid: dict[str, set[str]], progress: bool = True,
                       ) -> tuple[dict[str, list[dict]], list[tuple[str, str, str]], float, dict[str, int]]:
     """Synthesise every record's speech under ``out/audio`` and build its JSONL record.
 
     Each response (target and rejected) must have between ``ratio_bounds`` speech units per text token (units
     counted as the codec frames them at ``frame_rate``); while one falls outside, the task instance is redrawn
-    (same task, same template pool, same requested style). ``splits`` is updated in place with the redrawn
-    items. Returns (records per split, utterance jobs (wav path, text, style), seconds of speech, redraws
+    (same task, same pool (``SPLIT_POOLS``), same requested style, questions outside ``avoid[split]`` where
+    possible). ``splits`` is updated in place with the redrawn items. Returns (records per split, utterance jobs (wav path, text, style), seconds of speech, redraws
     per style).
     """
     hop = int(round(SAMPLE_RATE / frame_rate))          # samples per unit, as the codec frames them
@@ -136,7 +162,7 @@ def synthesize_corpus(splits: dict[str, list[TaskItem]], facts: dict[str, dict[s
     bar = tqdm(total=sum(map(len, splits.values())), desc="synthesise corpus", disable=not progress, leave=False,
                mininterval=1.0)
     for split, items in splits.items():
-        pool = "test" if split == "test" else "train"
+        pool = SPLIT_POOLS[split]
         records[split] = []
         for i, item in enumerate(items):
             for attempt in range(max_redraws + 1):
@@ -153,7 +179,7 @@ def synthesize_corpus(splits: dict[str, list[TaskItem]], facts: dict[str, dict[s
                         f"world.max_redraws or drop the style from world.styles")
                 redraws[item.style] = redraws.get(item.style, 0) + 1
                 item = generate_item(rng, item.task, pool, facts, [DEFAULT_STYLE, item.style],
-                                     avoid=avoid_in_valid if split == "valid" else frozenset())
+                                     avoid=avoid.get(split, frozenset()))
             items[i] = item
             rid = f"{split}-{i:05d}"
             task_type = "s2s" if mode_rng.random() < s2s_fraction else "t2s"
