@@ -60,8 +60,8 @@ def test_offline_without_rejected_is_an_error(world, tmp_path):
     import copy
 
     broken = copy.copy(world)
-    broken.splits = {**world.splits, "train": [copy.copy(e) for e in world.splits["train"]]}
-    broken.splits["train"][0].rejected_text = None
+    broken.splits = {**world.splits, "rl": [copy.copy(e) for e in world.splits["rl"]]}
+    broken.splits["rl"][0].rejected_text = None
     cfg, model = setup(world, "dpo_text", dpo_source="offline")
     with pytest.raises(ConfigError, match="dpo_source=offline but 1 examples"):
         Trainer(cfg, model, broken, tmp_path)

@@ -179,11 +179,11 @@ def test_missing_sft_targets_with_anchor(world, tmp_path):
     import copy
 
     broken = copy.copy(world)
-    broken.splits = {**world.splits, "train": [copy.copy(e) for e in world.splits["train"]]}
-    for e in broken.splits["train"][:3]:
+    broken.splits = {**world.splits, "rl": [copy.copy(e) for e in world.splits["rl"]]}
+    for e in broken.splits["rl"][:3]:
         e.target_text, e.target_units = "", np.zeros(0, dtype=np.int64)
     cfg, model = make(world, "wavalign")
-    with pytest.raises(ConfigError, match="3 of 32 examples have no SFT target"):
+    with pytest.raises(ConfigError, match="split 'rl': 3 of 8 examples have no SFT target"):
         Trainer(cfg, model, broken, tmp_path, reward=synthetic_reward())
     cfg, model = make(world, "grpo_text")  # no anchor asked: fine
     Trainer(cfg, model, broken, tmp_path, reward=synthetic_reward())

@@ -215,7 +215,9 @@ def test_a_corrupted_world_is_reported_not_reused(smoke_world_dir, tmp_path, cap
         build_world(world_config("smoke"), root)
     with pytest.raises(CorruptWorldError, match=expect):
         load_world(root)
-    assert main(["--profile", "smoke", "--out", str(root)]) == 2
+    from wavalign_kit.cli import main as wavalign
+
+    assert wavalign(["world", "--profile", "smoke", "--out", str(root)]) == 2
     out = capsys.readouterr()
     assert "corrupted" in out.err and "--overwrite" in out.err and "reusing" not in out.out
     assert _snapshot(root) == before                              # nothing removed or rewritten

@@ -81,7 +81,7 @@ def score_responses(examples: Sequence[Any], texts: Sequence[str], units: Sequen
                     evaluators: Any, *, reference_rates: dict[str, float] | None = None) -> pd.DataFrame:
     """Score one response per row (``examples[i]`` is the prompt of ``texts[i]`` / ``units[i]``)."""
     from wavalign_kit.evaluators import word_error_rate
-    from wavalign_kit.world.tasks import verify
+    from wavalign_kit.world.checks import has_kit_check, verify
 
     if not (len(examples) == len(texts) == len(units)):
         raise ValueError(f"score_responses: examples ({len(examples)}), texts ({len(texts)}) and units "
@@ -100,7 +100,7 @@ def score_responses(examples: Sequence[Any], texts: Sequence[str], units: Sequen
         wer = float(word_error_rate(text, heard))
         heard_style = styles[int(np.argmax(proba[i]))]
         request = bool(ex.style) and ex.style != NEUTRAL
-        checked = bool(getattr(ex, "check", None))
+        checked = has_kit_check(ex)
         iq_text = float(verify(ex, text)) if checked else nan
         seen = (getattr(ex, "record", None) or {}).get("answer_seen")
         rows.append({

@@ -44,7 +44,7 @@ class TrainConfig:
     arch: Literal["interleaved", "parallel"] | None = None  # None: the profile's models.arch
     base_model: str | None = None          # model directory; default: the profile's warm-started base
     world_path: str | None = None          # world directory ("synthetic": no-build stand-in); default data/<profile>/world
-    split: str = "train"                   # the world split the prompts come from
+    split: str = "rl"                      # the world split the prompts come from (rl: never seen by the warm start)
     # schedule and optimiser (AdamW + linear warm-up + cosine)
     steps: int = 60
     prompts_per_step: int = 4              # prompts per micro-batch and process
