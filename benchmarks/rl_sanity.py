@@ -34,6 +34,7 @@ from wavalign_kit.train.config import preset_path, resolve_config  # noqa: E402
 from wavalign_kit.train.metrics_log import read_metrics  # noqa: E402
 from wavalign_kit.train.run import train  # noqa: E402
 from wavalign_kit.workspace import load_base_model, prepare_base_model, prepare_world  # noqa: E402
+from wavalign_kit.world import load_world  # noqa: E402
 
 SANITY = {"reward": "text_correct", "split": "rl", "steps": 60, "prompts_per_step": 8, "group_size": 8,
           "lr": 2e-5, "warmup_steps": 5, "beta_text": 0.01, "beta_speech": 0.01, "temperature": 1.0,
@@ -47,6 +48,8 @@ def evaluate_all(model, name: str, world, cfg: EvalConfig, seeds: list[int]) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu")
+    p.add_argument("--world", default="", help="a built world (default: the profile's, data/<profile>/world)")
+    p.add_argument("--base", default="", help="a base model directory (default: the profile's warm start)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sampling seeds of the evaluation")
     p.add_argument("--samples", type=int, default=2, help="responses per test item and seed")
     p.add_argument("--threads", type=int, default=2)
@@ -56,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     profile = load_profile(args.profile)
     ws = Workspace.cache(args.profile)
     t0 = time.perf_counter()
-    world = prepare_world(profile, ws, quiet=False)
-    prepare_base_model(world, "interleaved", profile, ws)
-    base = load_base_model(profile, "interleaved", ws)
+    world = load_world(args.world) if args.world else prepare_world(profile, ws, quiet=False)
+    if not args.base:
+        prepare_base_model(world, "interleaved", profile, ws)
+    base = load_base_model(profile, "interleaved", ws, args.base)
     t_setup = time.perf_counter() - t0
     cfg, _ = resolve_config(profile, load_yaml(preset_path("grpo_text")),
                             {**SANITY, **parse_overrides(args.overrides), "arch": "interleaved"})

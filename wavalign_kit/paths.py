@@ -16,11 +16,25 @@ from pathlib import Path
 DATA_DIR = Path("data")
 
 
+class _Folder:
+    """A workspace sub-folder named like the attribute that holds it (``ws.metrics`` is ``ws.root / "metrics"``)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, ws: Workspace, owner: type) -> Path:
+        return ws.root / self.name
+
+
 @dataclass(frozen=True)
 class Workspace:
     """The directories of one run (see the module docstring); nothing is created until `make_dirs`."""
 
     root: Path
+    metrics = _Folder()
+    figures = _Folder()
+    audio = _Folder()
+    notebooks = _Folder()
 
     @classmethod
     def cache(cls, profile: str) -> Workspace:
@@ -36,22 +50,6 @@ class Workspace:
 
     def run(self, arch: str, preset: str, seed: int) -> Path:
         return self.root / "runs" / arch / preset / f"seed-{seed}"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics"
-
-    @property
-    def figures(self) -> Path:
-        return self.root / "figures"
-
-    @property
-    def audio(self) -> Path:
-        return self.root / "audio"
-
-    @property
-    def notebooks(self) -> Path:
-        return self.root / "notebooks"
 
     def make_dirs(self) -> Workspace:
         """Create the output directories (metrics, figures, audio, notebooks); returns self."""
