@@ -40,3 +40,28 @@ def test_cli_on_smoke_world(smoke_world_dir, base_dir, tmp_path, preset):
         assert all(math.isfinite(float(r["kl_text"])) for r in rows)
     if preset == "routed":
         assert {"reward/semantic_judge", "reward/acoustic_judge"} <= set(rows[0])
+
+
+@pytest.mark.slow
+def test_training_runs_in_two_processes(smoke_world, base_dir, tmp_path):
+    """Two runs at once in two worker processes finish like runs in this process, and a finished run is reused."""
+    import time
+
+    from wavalign_kit.config import deep_update, load_profile
+    from wavalign_kit.paths import Workspace
+    from wavalign_kit.workspace import training_runs
+
+    profile = deep_update(load_profile("smoke"), {"train": {"steps": 2, "max_new_tokens": 32}})
+    ws = Workspace(tmp_path)
+    jobs = [("interleaved", "sft", 0), ("interleaved", "grpo_text", 0)]
+    said: list[str] = []
+    runs = training_runs(profile, ws, jobs, world=smoke_world, bases={"interleaved": base_dir}, workers=2,
+                         log=said.append)
+    assert runs == [ws.run(*job) for job in jobs] and len(said) == 2
+    for run in runs:
+        assert [int(r["step"]) for r in read_metrics(run / "metrics.csv")] == [1, 2] and (run / "run.json").is_file()
+    start = time.perf_counter()
+    assert training_runs(profile, ws, jobs, world=smoke_world, bases={"interleaved": base_dir}) == runs
+    assert time.perf_counter() - start < 10                               # reused, not trained again
+    with pytest.raises(ValueError, match="as directories"):
+        training_runs(profile, ws, jobs, world=smoke_world, bases={"interleaved": object()}, workers=2)
