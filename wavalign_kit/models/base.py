@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from wavalign_kit.models.decoding import (
 from wavalign_kit.models.sampling import Sampling, gather_logprobs
 
 MODEL_CARD = "wavalign_model.json"
+SPEECH_PLACEHOLDER = "\ue000user speech\ue000"   # rendered by the chat template where user speech tokens go
 
 
 @dataclass
@@ -187,29 +189,58 @@ class SpokenDialogueModel(ABC):
         self.model = model
         self.tokenizer = tokenizer
         self.layout = layout
+        self.codec: Any = None   # the model's own speech codec (None: the world's); set by workspace.load_model
         self._reference_copy: torch.nn.Module | None = None
         self.lora_config: dict[str, Any] | None = None
         self.decode_options = DecodeOptions()
 
     # ------------------------------------------------------------------ encoding
-    def user_content(self, example) -> str:
-        """The user turn as a string: the question words (t2s) or the user speech as boundary + speech tokens."""
+    def user_content(self, example) -> str | list[int]:
+        """The user turn: the question words (t2s), or the user speech as token ids (s2s): ``begin_audio``, one
+        token per unit, ``end_audio`` (boundaries the layout lacks are left out)."""
         if example.task_type == "s2s" and example.prompt_units is not None:
-            toks = self.tokenizer.convert_ids_to_tokens(self.layout.units_to_ids(np.asarray(example.prompt_units)))
-            begin = self.tokenizer.convert_ids_to_tokens(self.layout.begin_audio_id) if self.layout.begin_audio_id is not None else ""
-            end = self.tokenizer.convert_ids_to_tokens(self.layout.end_audio_id) if self.layout.end_audio_id is not None else ""
-            return " ".join([begin, *toks, end]).strip()
+            lay = self.layout
+            units = self.layout.units_to_ids(np.asarray(example.prompt_units))
+            return [i for i in (lay.begin_audio_id,) if i is not None] + units + \
+                [i for i in (lay.end_audio_id,) if i is not None]
         return example.question_text
 
-    def chat_ids(self, content: str) -> list[int]:
-        """Token ids of one user turn followed by the assistant's turn opener (chat template or the kit's own)."""
+    def _render(self, content: str) -> str:
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+            return tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                            add_generation_prompt=True)
-        else:
-            text = f"<|user|> {content} <|assistant|>"
-        return tok(text, add_special_tokens=False)["input_ids"]
+        return f"<|user|> {content} <|assistant|>"
+
+    def _encode(self, text: str, *, after_special: bool = False) -> list[int]:
+        """Token ids of ``text``; ``after_special``: tokenised as text that follows a special token (what a
+        sentencepiece-style tokenizer does differently: no leading-space marker), found by encoding it after the
+        tokenizer's eos token and dropping that token."""
+        tok = self.tokenizer
+        if after_special and tok.eos_token is not None:
+            ids = tok(tok.eos_token + text, add_special_tokens=False)["input_ids"]
+            if ids and ids[0] == tok.eos_token_id:
+                return list(ids[1:])
+        return list(tok(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    def speech_prompt(self, content_ids: Sequence[int]) -> tuple[list[int], int]:
+        """The prompt ids of a user turn made of token ids (user speech) and where they start: the chat template is
+        rendered around a placeholder whose ids are spliced in as they are, so nothing (no space token, no
+        merge) is ever inserted between two speech tokens, whatever the tokenizer."""
+        text = self._render(SPEECH_PLACEHOLDER)
+        if text.count(SPEECH_PLACEHOLDER) != 1:
+            raise ValueError(f"the tokenizer's chat template renders the user content {text.count(SPEECH_PLACEHOLDER)} "
+                             "times; it must render it exactly once to hold the user's speech tokens")
+        before, after = text.split(SPEECH_PLACEHOLDER)
+        head = self._encode(before)
+        return head + list(content_ids) + self._encode(after, after_special=True), len(head)
+
+    def chat_ids(self, content: str | Sequence[int]) -> list[int]:
+        """Token ids of one user turn followed by the assistant's turn opener (chat template or the kit's own);
+        ``content``: the user's words, or token ids spliced in unchanged (`speech_prompt`)."""
+        if isinstance(content, str):
+            return self._encode(self._render(content))
+        return self.speech_prompt(content)[0]
 
     @abstractmethod
     def encode_prompt(self, example) -> np.ndarray:
@@ -369,6 +400,10 @@ class SpokenDialogueModel(ABC):
             raise ValueError(f"{root / MODEL_CARD}: field 'arch' must be 'interleaved' or 'parallel', got {card.get('arch')!r}")
         layout = layout_from_dict(card["layout"])
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer" if (root / "tokenizer").is_dir() else root)
+        if card["arch"] == "parallel" and "response_audio" not in card["layout"]:   # saved before prompts read
+            vocab = tokenizer.get_vocab()                                            # the layout's boundaries
+            layout = dataclasses.replace(layout, begin_audio_id=vocab.get("<|begin_of_audio|>"),
+                                         end_audio_id=vocab.get("<|end_of_audio|>"))
         impl = InterleavedModel if card["arch"] == "interleaved" else ParallelModel
         if card.get("lora"):
             config = AutoConfig.from_pretrained(root)
