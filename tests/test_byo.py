@@ -52,6 +52,8 @@ def test_foreign_model_generates_on_its_schedule_without_a_text_end(foreign):
         assert begin in resp and end in resp and (resp == begin).sum() == (resp == end).sum()
         finished += 1
     assert finished >= 3
+    # arbitrary bytes of an untrained byte-level model decode to printable text (tables read back row for row)
+    assert model.decode_text(model.text_ids("say\rhello\x00 anna")) == "say\ufffdhello\ufffd anna"
     # text-only RL: speech positions (units and boundaries) are never in the text mask
     b = rollout.batch
     ids = b.input_ids[:, 1:]
@@ -185,3 +187,33 @@ def test_pipeline_runs_the_notebooks_on_a_foreign_model(foreign, smoke_world_dir
     checks = pd.read_csv(out / "metrics" / "setup_checks_interleaved.csv")
     assert "FAILS" not in set(checks["status"]) and "3 6" in checks.set_index("check").loc["layout", "found"]
     assert (out / "audio" / "base_interleaved_sample.wav").is_file()
+
+
+def test_the_readmes_python_route(foreign, user_code, tmp_path):
+    """README "Bring your own model", in Python: own data, the model and its layout file, the user's reward."""
+    from wavalign_kit.config import load_yaml
+    from wavalign_kit.rewards import build_reward
+    from wavalign_kit.train.config import preset_path, resolve_config
+    from wavalign_kit.train.run import train
+    from wavalign_kit.world import load_own_data
+
+    world = load_own_data(write_own_data(tmp_path / "mine", n=4), "usercodecs:ToneCodec")
+    model = load_pretrained(foreign, foreign / "layout.yaml", dtype="float32")
+    model.codec = world.codec
+    cfg, _ = resolve_config(load_profile("smoke"), load_yaml(preset_path("wavalign")),
+                            {"steps": 1, "max_new_tokens": 48, "group_size": 2, "prompts_per_step": 2})
+    last = train(cfg, model, world, tmp_path / "run", reward=build_reward({"userrewards:KeywordReward": 1.0}, world),
+                 log=lambda *_: None)
+    assert last["step"] == 1 and (tmp_path / "run" / "run.json").is_file()
+
+
+@pytest.mark.parametrize("param, message", [
+    (["layout", "glm4_vocie"], "unknown layout 'glm4_vocie' (did you mean 'glm4_voice'?)"),
+    (["layout", "{ratoi: '3 6'}"], "unknown key 'ratoi' (did you mean 'ratio'?)"),
+    (["codec", "no_such_pkg:Codec"], "models.codec='no_such_pkg:Codec': cannot import"),
+    (["judge", "no_such_pkg:Judge"], "pipeline.judge: reward 'no_such_pkg:Judge': cannot import"),
+])
+def test_pipeline_checks_the_byo_parameters_before_any_notebook(tmp_path, capsys, param, message):
+    assert cli(["pipeline", "--profile", "smoke", "-p", *param, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

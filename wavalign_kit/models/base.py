@@ -25,10 +25,11 @@ from wavalign_kit.models.decoding import (
     generation_inputs,
     teacher_forced,
 )
+from wavalign_kit.models.prompts import speech_prompt, text_prompt
 from wavalign_kit.models.sampling import Sampling, gather_logprobs
 
 MODEL_CARD = "wavalign_model.json"
-SPEECH_PLACEHOLDER = "\ue000user speech\ue000"   # rendered by the chat template where user speech tokens go
+CONTROL_CHARACTERS = {c: "\ufffd" for c in [*range(0, 9), *range(11, 32), 127, 0x85, 0x2028, 0x2029]}
 
 
 @dataclass
@@ -205,41 +206,16 @@ class SpokenDialogueModel(ABC):
                 [i for i in (lay.end_audio_id,) if i is not None]
         return example.question_text
 
-    def _render(self, content: str) -> str:
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                           add_generation_prompt=True)
-        return f"<|user|> {content} <|assistant|>"
-
-    def _encode(self, text: str, *, after_special: bool = False) -> list[int]:
-        """Token ids of ``text``; ``after_special``: tokenised as text that follows a special token (what a
-        sentencepiece-style tokenizer does differently: no leading-space marker), found by encoding it after the
-        tokenizer's eos token and dropping that token."""
-        tok = self.tokenizer
-        if after_special and tok.eos_token is not None:
-            ids = tok(tok.eos_token + text, add_special_tokens=False)["input_ids"]
-            if ids and ids[0] == tok.eos_token_id:
-                return list(ids[1:])
-        return list(tok(text, add_special_tokens=False)["input_ids"]) if text else []
-
     def speech_prompt(self, content_ids: Sequence[int]) -> tuple[list[int], int]:
-        """The prompt ids of a user turn made of token ids (user speech) and where they start: the chat template is
-        rendered around a placeholder whose ids are spliced in as they are, so nothing (no space token, no
-        merge) is ever inserted between two speech tokens, whatever the tokenizer."""
-        text = self._render(SPEECH_PLACEHOLDER)
-        if text.count(SPEECH_PLACEHOLDER) != 1:
-            raise ValueError(f"the tokenizer's chat template renders the user content {text.count(SPEECH_PLACEHOLDER)} "
-                             "times; it must render it exactly once to hold the user's speech tokens")
-        before, after = text.split(SPEECH_PLACEHOLDER)
-        head = self._encode(before)
-        return head + list(content_ids) + self._encode(after, after_special=True), len(head)
+        """The prompt ids of a user turn made of token ids (user speech) and where they start
+        (`models.prompts.speech_prompt`: nothing is inserted between speech tokens, whatever the tokenizer)."""
+        return speech_prompt(self.tokenizer, content_ids)
 
     def chat_ids(self, content: str | Sequence[int]) -> list[int]:
         """Token ids of one user turn followed by the assistant's turn opener (chat template or the kit's own);
         ``content``: the user's words, or token ids spliced in unchanged (`speech_prompt`)."""
         if isinstance(content, str):
-            return self._encode(self._render(content))
+            return text_prompt(self.tokenizer, content)
         return self.speech_prompt(content)[0]
 
     @abstractmethod
@@ -255,12 +231,14 @@ class SpokenDialogueModel(ABC):
         return self.layout.layout_response(self.text_ids(text), np.asarray(units, dtype=np.int64))
 
     def decode_text(self, text_ids) -> str:
-        """The text string of text token ids (word-level tokenizers without a decoder: words joined by spaces)."""
+        """The text string of text token ids (word-level tokenizers without a decoder: words joined by spaces).
+        Control characters (what a byte-level tokenizer's arbitrary bytes decode to, e.g. a lone carriage return
+        or NUL) become U+FFFD, so that every table storing texts reads back row for row."""
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is not None and backend.decoder is None and type(backend.model).__name__ == "WordLevel":
             special = set(self.tokenizer.all_special_ids)
             return " ".join(self.tokenizer.convert_ids_to_tokens([int(i) for i in text_ids if int(i) not in special]))
-        return self.tokenizer.decode(list(text_ids), skip_special_tokens=True).strip()
+        return self.tokenizer.decode(list(text_ids), skip_special_tokens=True).strip().translate(CONTROL_CHARACTERS)
 
     @abstractmethod
     def collate(self, prompts: list[np.ndarray], responses: list[np.ndarray]) -> TokenBatch:
