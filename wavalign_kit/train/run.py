@@ -24,7 +24,8 @@ OVERRIDES_HELP = """overrides (KEY=VALUE, values parsed as YAML):
   lr=1e-5 beta_text=0.01 steps=100      train keys (TrainConfig; also train.lr=...)
   seed=3 world.train_size=64            profile keys
   base_model=/models/my-sdm             a real model (or models.path=...) instead of the tiny warm-started one
-  models.layout=glm4_voice              its layout: a shipped name (vita_audio_boost, glm4_voice, kimi_audio_like),
+  models.layout=glm4_voice              its layout: a shipped name (vita_audio_boost, vita_audio_balance,
+                                          glm4_voice, kimi_audio_like),
   models.layout=my_layout.yaml            a YAML file, or single keys (over models.layout.file=NAME_OR_PATH):
   models.layout.ratio="3 6" models.layout.text_end=null models.layout.speech_token_pattern="<sp_{i}>"
   models.layout.begin_audio="<speech>" models.layout.end_audio="</speech>" models.layout.response_audio=chunks

@@ -16,7 +16,9 @@ the kit's verifier scores only kit check types (checks.py). Every problem of eve
 The codec is a ``SpeechCodec`` instance or an import path ``"package.module:ClassName"``: with ``codec_dir`` the
 class's ``load(codec_dir)`` is called, else its constructor without arguments. It needs ``encode(wav, sr)``,
 ``sample_rate`` and ``num_units``; units are encoded at its own sample rate and cached in ``units/``.
-``world.yaml`` holds the same arguments::
+From the command line: ``world_path=mydata`` (``wavalign train``) or ``-p world_dir mydata`` (``wavalign pipeline``);
+without a ``world.yaml`` the model's codec (``models.codec=package.module:ClassName``) encodes the data
+(`workspace.open_world`). ``world.yaml`` holds the same arguments::
 
     codec: mypkg.codecs:MyCodec
     codec_dir: codec            # optional, relative to the directory
