@@ -122,7 +122,9 @@ def test_from_tokenizer_and_missing_tokens():
     assert (lay.speech_start, lay.num_units) == (v["<|audio_0|>"], 4)
     assert (lay.eos_id, lay.pad_id, lay.text_end_id) == (v["<|end|>"], v["<pad>"], v["<|text_end|>"])
     assert lay.begin_audio_id == v["<|begin_of_audio|>"] and lay.end_audio_id == v["<|end_of_audio|>"]
-    assert ChannelLayout.from_tokenizer(tok, num_units=2).num_units == 2
+    assert ChannelLayout.from_tokenizer(tok, num_units=4).num_units == 4
+    with pytest.raises(ValueError, match="declared 2 speech units but the tokenizer holds 4"):   # issue 11, trap 3
+        ChannelLayout.from_tokenizer(tok, num_units=2)      # the 2 undeclared speech tokens would become "text"
     with pytest.raises(ValueError, match=r"<\|audio_4\|>"):
         ChannelLayout.from_tokenizer(tok, num_units=5)
     with pytest.raises(ValueError, match=r"<\|text_end\|>"):

@@ -5,8 +5,15 @@ Two layouts are supported (DESIGN.md section 3):
 - **interleaved** (GLM-4-Voice, VITA-Audio): one token stream; unit ``u`` is token ``speech_start + u``; the
   boundary tokens ``begin_audio_id`` / ``end_audio_id`` count as speech; a response alternates chunks of text
   and speech by an :class:`InterleaveRatio` (``"1 10 4 10"``: 1 text then 10 speech, then 4:10 repeating).
+  ``response_audio`` says where responses carry the boundary tokens: ``"end"`` (the kit's models: ``end_audio``
+  after the last unit), ``"chunks"`` (VITA-Audio's data format: every run of speech between text is wrapped in
+  ``begin_audio`` ... ``end_audio``) or ``"none"`` (GLM-4-Voice: no boundary in responses).
 - **parallel** (Kimi-Audio, Moshi): at each step the model emits one text token (stream 0) and one token
   per speech codebook (streams 1..K); ids have shape ``(T, 1 + K)``.
+
+A channel without a closing token (no ``text_end``; speech without ``end_audio`` in responses) is closed by the
+schedule: the first token of the other channel, or ``eos``, where the ratio gives the closed channel's turn. In
+the parallel layout without ``text_end`` the first ``text_pad`` closes the text stream.
 
 Channel rules: ``eos`` is text, ``text_end`` is text, ``pad`` is neither channel. In the parallel layout every
 non-pad step of stream 0 is text (``text_pad`` included: the text head generates it) and every non-pad step
@@ -24,6 +31,7 @@ import torch
 from torch import Tensor
 
 TEXT, SPEECH = 0, 1
+RESPONSE_AUDIO = ("end", "chunks", "none")   # where interleaved responses carry audio boundary tokens
 
 
 @dataclass(frozen=True)
@@ -88,10 +96,16 @@ class ChannelLayout:
     text_pad_id: int | None = None
     speech_pad_id: int | None = None
     speech_delay: int = 0  # speech streams start this many steps after the text stream
+    response_audio: Literal["end", "chunks", "none"] = "end"  # interleaved: boundary tokens in responses
 
     def __post_init__(self) -> None:
         if self.kind not in ("interleaved", "parallel"):
             raise ValueError(f"kind: {self.kind!r} is not 'interleaved' or 'parallel'")
+        if self.response_audio not in RESPONSE_AUDIO:
+            raise ValueError(f"response_audio: {self.response_audio!r} is not one of {list(RESPONSE_AUDIO)}")
+        if self.response_audio == "chunks" and (self.begin_audio_id is None or self.end_audio_id is None):
+            raise ValueError("response_audio='chunks' wraps each speech run in begin_audio ... end_audio: both tokens "
+                             "are required")
         if self.num_units <= 0:
             raise ValueError(f"num_units: must be > 0, got {self.num_units}")
         if self.kind == "interleaved":
@@ -124,18 +138,22 @@ class ChannelLayout:
     @classmethod
     def interleaved(cls, *, speech_start: int, num_units: int, begin_audio_id: int | None, end_audio_id: int | None,
                     text_end_id: int | None, eos_id: int, pad_id: int,
-                    ratio: str | Sequence[int] | InterleaveRatio = "1 10 4 10") -> ChannelLayout:
+                    ratio: str | Sequence[int] | InterleaveRatio = "1 10 4 10",
+                    response_audio: Literal["end", "chunks", "none"] = "end") -> ChannelLayout:
         """An interleaved layout from explicit token ids."""
         r = ratio if isinstance(ratio, InterleaveRatio) else InterleaveRatio.parse(ratio)
-        return cls("interleaved", speech_start, num_units, begin_audio_id, end_audio_id, text_end_id, eos_id, pad_id, r)
+        return cls("interleaved", speech_start, num_units, begin_audio_id, end_audio_id, text_end_id, eos_id, pad_id, r,
+                   response_audio=response_audio)
 
     @classmethod
     def parallel(cls, *, num_codebooks: int, num_units: int, text_pad_id: int, speech_pad_id: int,
                  text_end_id: int | None, eos_id: int, pad_id: int, speech_delay: int = 0,
-                 speech_start: int | None = None) -> ChannelLayout:
+                 speech_start: int | None = None, begin_audio_id: int | None = None,
+                 end_audio_id: int | None = None) -> ChannelLayout:
         """A parallel layout (stream 0 text, streams 1..K speech); speech ids are ``speech_start + u``
-        when the model shares one vocabulary across heads, else ``u``."""
-        return cls("parallel", speech_start, num_units, None, None, text_end_id, eos_id, pad_id, None,
+        when the model shares one vocabulary across heads, else ``u``. ``begin_audio_id`` / ``end_audio_id``
+        frame user speech in prompts (on the text stream)."""
+        return cls("parallel", speech_start, num_units, begin_audio_id, end_audio_id, text_end_id, eos_id, pad_id, None,
                    num_codebooks=num_codebooks, text_pad_id=text_pad_id, speech_pad_id=speech_pad_id,
                    speech_delay=speech_delay)
 
@@ -143,45 +161,23 @@ class ChannelLayout:
     def from_tokenizer(cls, tokenizer, *, speech_token_pattern: str = "<|audio_{i}|>", num_units: int | None = None,
                        begin_audio: str | None = "<|begin_of_audio|>", end_audio: str | None = "<|end_of_audio|>",
                        text_end: str | None = "<|text_end|>", eos: str | None = None, pad: str | None = None,
-                       ratio: str | Sequence[int] = "1 10 4 10") -> ChannelLayout:
+                       ratio: str | Sequence[int] = "1 10 4 10",
+                       response_audio: Literal["end", "chunks", "none"] = "end") -> ChannelLayout:
         """An interleaved layout read from a Hugging Face tokenizer.
 
         Speech tokens are ``speech_token_pattern.format(i=u)`` for u = 0..num_units-1 (``num_units=None``: as many
-        as the vocabulary holds, counting up from 0) and must have consecutive ids. ``eos``/``pad`` default to the
-        tokenizer's own eos / pad tokens (pad falls back to eos; then pass ``valid`` to the mask methods).
-        A token the tokenizer lacks raises ``ValueError`` naming it.
+        as the vocabulary holds, counting up from 0; a declared count must equal the tokenizer's) and must have
+        consecutive ids. ``eos``/``pad`` default to the tokenizer's own eos / pad tokens (pad falls back to eos;
+        then pass ``valid`` to the mask methods). Any token set to None is absent. A missing token, a gap in the
+        speech ids or a unit count that differs from the tokenizer's raises ``ValueError`` naming the argument.
+        Real models: `wavalign_kit.layouts.LayoutConfig` (the ``models.layout`` section) does the same from YAML.
         """
-        vocab = tokenizer.get_vocab()
+        from wavalign_kit.layouts import LayoutConfig
 
-        def token_id(arg: str, tok: str) -> int:
-            if tok not in vocab:
-                raise ValueError(f"{arg}: the tokenizer has no token {tok!r}; add it to the tokenizer "
-                                 f"(tokenizer.add_tokens) or pass {arg}=None / the model's own token")
-            return vocab[tok]
-
-        if num_units is None:
-            num_units = 0
-            while speech_token_pattern.format(i=num_units) in vocab:
-                num_units += 1
-            if num_units == 0:
-                raise ValueError(f"speech_token_pattern: the tokenizer has no token "
-                                 f"{speech_token_pattern.format(i=0)!r}; is this a spoken dialogue tokenizer?")
-        ids = [token_id("speech_token_pattern", speech_token_pattern.format(i=u)) for u in range(num_units)]
-        start = ids[0]
-        if ids != list(range(start, start + num_units)):
-            bad = next(u for u, i in enumerate(ids) if i != start + u)
-            raise ValueError(f"speech_token_pattern: speech token ids are not consecutive "
-                             f"({speech_token_pattern.format(i=bad)!r} has id {ids[bad]}, expected {start + bad})")
-        eos_id = token_id("eos", eos) if eos is not None else tokenizer.eos_token_id
-        if eos_id is None:
-            raise ValueError("eos: the tokenizer has no eos token; pass eos='<end of turn token>'")
-        pad_id = token_id("pad", pad) if pad is not None else tokenizer.pad_token_id
-        return cls.interleaved(
-            speech_start=start, num_units=num_units,
-            begin_audio_id=token_id("begin_audio", begin_audio) if begin_audio is not None else None,
-            end_audio_id=token_id("end_audio", end_audio) if end_audio is not None else None,
-            text_end_id=token_id("text_end", text_end) if text_end is not None else None,
-            eos_id=eos_id, pad_id=eos_id if pad_id is None else pad_id, ratio=ratio)
+        return LayoutConfig(speech_token_pattern=speech_token_pattern, num_units=num_units, begin_audio=begin_audio,
+                            end_audio=end_audio, text_end=text_end, eos=eos, pad=pad,
+                            ratio=" ".join(map(str, ratio)) if not isinstance(ratio, str) else ratio,
+                            response_audio=response_audio).resolve(tokenizer, where="")
 
     # ------------------------------------------------------------------ masks
     def _unit_id_mask(self, ids: Tensor) -> Tensor:
@@ -287,30 +283,22 @@ class ChannelLayout:
     def layout_response(self, text_ids: Sequence[int], units: np.ndarray) -> np.ndarray:
         """The target response exactly as the model must generate it.
 
-        Interleaved ``(T,)``: text (with ``text_end`` as its final token) and speech units alternate in chunks
-        by the ratio schedule; ``end_audio`` follows the last unit; ``eos`` ends the response.
-        Parallel ``(T, 1+K)``: stream 0 = text, ``text_end``, ``text_pad`` until speech has finished, then ``eos``;
-        streams 1..K = ``speech_delay`` x ``speech_pad``, the units, then ``speech_pad`` (also on the eos step).
+        Interleaved ``(T,)``: text (with ``text_end`` as its final token, when the layout has one) and speech units
+        alternate in chunks by the ratio schedule, boundary tokens by ``response_audio``; ``eos`` ends it.
+        Parallel ``(T, 1+K)``: stream 0 = text, ``text_end`` (or, without one, a first ``text_pad``), ``text_pad``
+        until speech has finished, then ``eos``; streams 1..K = ``speech_delay`` x ``speech_pad``, the units, then
+        ``speech_pad`` (also on the eos step).
         """
         text = self._check_text_ids(text_ids)
         if self.kind == "interleaved":
             u = np.asarray(units, dtype=np.int64)
             if u.ndim != 1:
                 raise ValueError(f"units: interleaved layouts take one codebook, shape (T,), got {u.shape}")
-            speech = self.units_to_ids(u)
             text_seq = text + ([self.text_end_id] if self.text_end_id is not None else [])
-            out: list[int] = []
-            ti = si = 0
-            for t, s in self.ratio.schedule(len(text_seq), len(speech)):
-                out += text_seq[ti:ti + t] + speech[si:si + s]
-                ti, si = ti + t, si + s
-                if s and si == len(speech) and self.end_audio_id is not None:
-                    out.append(self.end_audio_id)
-            out.append(self.eos_id)
-            return np.asarray(out, dtype=np.int64)
+            return np.asarray(self._interleave(text_seq, self.units_to_ids(u)) + [self.eos_id], dtype=np.int64)
         u = self._units_2d(units)
         unit_ids = np.asarray(self.units_to_ids(u), dtype=np.int64).reshape(u.shape)
-        text_seq = text + ([self.text_end_id] if self.text_end_id is not None else [])
+        text_seq = text + [self.text_end_id if self.text_end_id is not None else self.text_pad_id]
         body = max(len(text_seq), self.speech_delay + len(u)) if len(u) else len(text_seq)
         out = np.full((body + 1, 1 + self.num_codebooks), self.speech_pad_id, dtype=np.int64)
         out[:, 0] = self.text_pad_id
@@ -319,10 +307,35 @@ class ChannelLayout:
         out[self.speech_delay:self.speech_delay + len(u), 1:] = unit_ids
         return out
 
+    def _interleave(self, text_seq: list[int], speech: list[int]) -> list[int]:
+        """Text and speech chunks by the ratio schedule with the boundary tokens of ``response_audio``: "end" puts
+        ``end_audio`` after the last unit; "chunks" wraps every run of speech (consecutive chunks with no text
+        between them form one run) in ``begin_audio`` ... ``end_audio``; "none" adds nothing."""
+        sched = self.ratio.schedule(len(text_seq), len(speech))
+        out: list[int] = []
+        ti = si = 0
+        for k, (t, s) in enumerate(sched):
+            out += text_seq[ti:ti + t]
+            ti += t
+            if not s:
+                continue
+            run_start = t > 0 or k == 0 or sched[k - 1][1] == 0
+            run_end = k + 1 == len(sched) or sched[k + 1][0] > 0
+            if self.response_audio == "chunks" and run_start:
+                out.append(self.begin_audio_id)
+            out += speech[si:si + s]
+            si += s
+            if self.response_audio == "chunks" and run_end:
+                out.append(self.end_audio_id)
+            elif self.response_audio == "end" and si == len(speech) and self.end_audio_id is not None:
+                out.append(self.end_audio_id)
+        return out
+
     def split_response(self, ids) -> tuple[list[int], np.ndarray]:
         """Inverse of :meth:`layout_response` for a generated response: ``(text token ids, units)``.
 
-        Reads up to the first ``eos`` (or ``pad``); text stops at ``text_end``; special tokens are dropped.
+        Reads up to the first ``eos`` (or ``pad``); text stops at ``text_end`` (parallel without one: at the first
+        ``text_pad``); special tokens are dropped.
         Interleaved units have shape ``(T,)``; parallel ``(T, K)`` (``(T,)`` when K == 1); in the parallel layout
         a speech step counts when all its codebooks hold units.
         """
@@ -345,9 +358,8 @@ class ChannelLayout:
         stop = np.flatnonzero((a[:, 0] == self.eos_id) | (a[:, 0] == self.pad_id))
         a = a[: stop[0]] if stop.size else a
         stream0 = a[:, 0]
-        if self.text_end_id is not None:
-            end = np.flatnonzero(stream0 == self.text_end_id)
-            stream0 = stream0[: end[0]] if end.size else stream0
+        end = np.flatnonzero(stream0 == (self.text_end_id if self.text_end_id is not None else self.text_pad_id))
+        stream0 = stream0[: end[0]] if end.size else stream0
         text = [int(x) for x in stream0 if x not in (self.text_pad_id, self.text_end_id)]
         sp = a[:, 1:]
         step_has_units = ((sp >= lo) & (sp < lo + self.num_units)).all(axis=1)

@@ -143,8 +143,14 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, raw = pair.split("=", 1)
         node = out
         parts = key.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{pair}': '{'.'.join(parts[:i + 1])}' was already given a value ({node!r});"
+                                  f" give it as keys instead (a layout file: {'.'.join(parts[:i + 1])}.file=...)")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"override '{pair}': '{key}' was already given keys ({sorted(node[parts[-1]])}); give "
+                              f"this value as a key too (a layout file: {key}.file=...)")
         node[parts[-1]] = parse_scalar(raw)
     return out
 

@@ -3,6 +3,10 @@
 A notebook's ``parameters`` cell declares ``out_dir``, ``profile``, ``config`` and the pipeline parameters it
 reads, each defaulting to None: `setup` takes every None from the profile's ``pipeline`` section (``seed`` from
 the profile's top level), so the defaults live in one place, the profile, and papermill overrides any of them.
+Bring your own: ``model_path`` (a local model), ``layout`` (its layout: a shipped name, a YAML path or a mapping),
+``codec`` (its speech codec, ``package.module:Class``; every audio cell decodes with it), ``judge`` (the
+training reward) and ``world_dir`` (a built world or your own JSONL data) go into the config (see
+`profiles.apply_model_parameters`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,40 @@ class Notebook:
 
         return load_base_model(self.cfg, arch, self.ws, self.params.get("model_path") or "")
 
+    @property
+    def model_codec(self) -> Any:
+        """The codec of ``models.codec`` (the ``codec`` parameter), loaded once; None: the world's codec."""
+        if "_model_codec" not in self.__dict__:
+            from wavalign_kit.workspace import model_codec
+
+            self.__dict__["_model_codec"] = model_codec(self.cfg)
+        return self.__dict__["_model_codec"]
+
+    def codec_of(self, model: Any) -> Any:
+        """The codec that turns ``model``'s speech units into audio: its own, else ``models.codec``, else the
+        world's. Every audio cell decodes with it."""
+        return getattr(model, "codec", None) or self.model_codec or self.world.codec
+
+    def setup_checks(self, model: Any):
+        """The preflight table of ``model`` on this world with the training config's reward (what the trainer
+        checks before its first rollout; a reward or split that cannot be built is a failed row)."""
+        from wavalign_kit.errors import KitError
+        from wavalign_kit.preflight import Check, checks_frame, preflight
+        from wavalign_kit.rewards import training_reward
+
+        cfg = self.train_config()
+        rows: list[Check] = []
+        try:
+            reward = training_reward(cfg, self.world)
+        except (ValueError, KitError) as err:
+            reward = None
+            rows.append(Check("rewards", False, str(err), "set train.reward, or the judge parameter"))
+        try:
+            rows += preflight(model, self.world, reward=reward, cfg=cfg, codec=self.codec_of(model))
+        except (ValueError, OSError) as err:
+            rows.append(Check("data", False, str(err), f"the training split is {cfg.split!r}"))
+        return checks_frame(rows)
+
     def train_config(self, preset: str | None = None, **overrides: Any):
         """The training config of the profile (and ``preset``), with ``overrides``."""
         from wavalign_kit.config import load_yaml
@@ -49,8 +87,11 @@ class Notebook:
 
 
 def resolve_parameters(cfg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Each parameter given as None takes the profile's value (``seed``: top level; others: ``pipeline``)."""
-    defaults = {**(cfg.get("pipeline") or {}), "seed": cfg.get("seed", 0)}
+    """Each parameter given as None takes the profile's value (``seed``: top level; others: ``pipeline``; the
+    bring-your-own parameters model_path, layout, codec, judge: "" when the profile has none)."""
+    from wavalign_kit.profiles import MODEL_PARAMETERS
+
+    defaults = {**MODEL_PARAMETERS, **(cfg.get("pipeline") or {}), "seed": cfg.get("seed", 0)}
     missing = sorted(k for k, v in params.items() if v is None and k not in defaults)
     if missing:
         raise ValueError(f"notebook parameters {missing} are None and the profile's pipeline section has no value "
@@ -63,12 +104,13 @@ def setup(*, out_dir: str, profile: str, config: dict | None = None, **params: A
     world. ``params``: the notebook's other parameters (None = the profile's value)."""
     import torch
 
-    from wavalign_kit.profiles import notebook_config
+    from wavalign_kit.profiles import apply_model_parameters, notebook_config
     from wavalign_kit.workspace import prepare_world
 
     warnings.filterwarnings("ignore", category=UserWarning)
     cfg = notebook_config(profile, config)
     resolved = resolve_parameters(cfg, params)
+    cfg = apply_model_parameters(cfg, resolved)
     torch.set_num_threads(int(resolved.get("num_threads") or 1))
     ws = Workspace(output_root(out_dir)).make_dirs()
     world = prepare_world(cfg, ws, resolved.get("world_dir") or "")

@@ -81,26 +81,58 @@ def notebook_config(profile: str, config: dict | None = None) -> dict:
     return cfg
 
 
+MODEL_PARAMETERS = {"model_path": "", "layout": "", "codec": "", "judge": ""}   # notebook parameters -> sections
+
+
+def apply_model_parameters(cfg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The config with the notebooks' bring-your-own parameters applied: ``model_path`` -> ``models.path``,
+    ``layout`` -> over ``models.layout`` (key by key), ``codec`` -> ``models.codec``, ``judge`` -> ``train.reward``
+    (a reward name, a mapping, or ``package.module:Name``). Empty values leave the profile as it is."""
+    from wavalign_kit.layouts import merge_layout
+
+    models = dict(cfg.get("models") or {})
+    if params.get("model_path"):
+        models["path"] = str(params["model_path"])
+    if params.get("layout"):
+        models["layout"] = merge_layout(models.get("layout"), params["layout"])
+    if params.get("codec"):
+        models["codec"] = str(params["codec"])
+    out = {**cfg, "models": models}
+    if params.get("judge"):
+        out["train"] = {**(cfg.get("train") or {}), "reward": params["judge"]}
+    return out
+
+
 def check_run_config(cfg: dict[str, Any], notebooks: list[Path], given: list[str] = ()) -> None:
     """Fail fast (seconds, nothing loaded) on any key or value the run would trip on: a notebook parameter
     given on the command line (``given``: the bare ``-p`` keys) that no notebook declares, and every module
     section's keys and values, presets included."""
     from wavalign_kit.evaluation import EvalConfig
+    from wavalign_kit.layouts import load_layout
     from wavalign_kit.models import ModelsConfig
     from wavalign_kit.models.warmstart import WarmstartConfig
     from wavalign_kit.pipeline import declared_parameters
     from wavalign_kit.train.config import preset_path, resolve_config
     from wavalign_kit.world import world_config
+    from wavalign_kit.world.own_data import import_codec_class
 
     declared = set().union(*(declared_parameters(p) for p in notebooks)) if notebooks else set()
     for key in given:
         if key not in declared:
             raise ConfigError(f"pipeline parameter '{key}'{suggest(key, sorted(declared))}: no notebook declares it; "
                               f"known: {', '.join(sorted(declared - {'out_dir', 'profile', 'config'}))}")
+    cfg = apply_model_parameters(cfg, cfg.get("pipeline") or {})
     world_config(cfg)
-    from_dict(ModelsConfig, {k: v for k, v in (cfg.get("models") or {}).items() if k != "layout"}, "models")
+    mcfg = from_dict(ModelsConfig, cfg.get("models") or {}, "models")
+    load_layout(mcfg.layout)
+    if mcfg.codec:
+        import_codec_class(mcfg.codec, "models.codec")
     from_dict(WarmstartConfig, cfg.get("warmstart"), "warmstart")
     from_dict(EvalConfig, cfg.get("eval"), "eval")
-    resolve_config(cfg, {}, {})
+    train_cfg, _ = resolve_config(cfg, {}, {})
+    if (cfg.get("pipeline") or {}).get("judge"):
+        from wavalign_kit.rewards.build import check_reward_spec
+
+        check_reward_spec(train_cfg.reward, "pipeline.judge")
     for preset in (cfg.get("pipeline") or {}).get("presets") or []:
         resolve_config(cfg, load_yaml(preset_path(preset)), {}, where=str(preset_path(preset)))

@@ -15,29 +15,68 @@ from wavalign_kit.paths import Workspace
 
 
 def models_config(profile: dict[str, Any]):
-    """The profile's ``models:`` section as a ModelsConfig (its ``layout`` mapping is kept for real models)."""
+    """The profile's ``models:`` section as a ModelsConfig."""
     from wavalign_kit.models import ModelsConfig
 
-    raw = dict(profile.get("models") or {})
-    raw.pop("layout", None)
-    return from_dict(ModelsConfig, raw, "models")
+    return from_dict(ModelsConfig, profile.get("models") or {}, "models")
+
+
+def model_codec(profile: dict[str, Any]) -> Any:
+    """The model's own speech codec of ``models.codec`` (import path, loaded from ``models.codec_dir`` when given),
+    or None: the world's codec is the model's."""
+    from wavalign_kit.world.own_data import check_codec, import_codec
+
+    mcfg = models_config(profile)
+    if not mcfg.codec:
+        return None
+    codec = import_codec(mcfg.codec, mcfg.codec_dir or None)
+    check_codec(codec, "models.codec", decode=True)
+    return codec
+
+
+def own_data_dir(root: str | Path) -> bool:
+    """Whether ``root`` holds a user's own JSONL data rather than a world the kit builds (world/own_data.py)."""
+    from wavalign_kit.world.integrity import SUMMARY
+    from wavalign_kit.world.own_data import MANIFEST
+    from wavalign_kit.world.protocol import SPLITS
+
+    root = Path(root)
+    return (root / MANIFEST).is_file() or (not (root / SUMMARY).is_file()
+                                           and any((root / f"{s}.jsonl").is_file() for s in SPLITS))
+
+
+def open_world(root: str | Path, profile: dict[str, Any]):
+    """A built world, or own data: its ``world.yaml``, else the model's codec (``models.codec``) encodes it."""
+    from wavalign_kit.world import load_own_data, load_world
+    from wavalign_kit.world.own_data import MANIFEST
+
+    if own_data_dir(root) and not (Path(root) / MANIFEST).is_file():
+        codec = model_codec(profile)
+        if codec is None:
+            raise ValueError(f"{root}: own data without a {MANIFEST} needs a codec to encode its audio: set "
+                             f"models.codec=package.module:Class, or write {Path(root) / MANIFEST} (codec: ...)")
+        return load_own_data(root, codec)
+    return load_world(root)
 
 
 def prepare_world(profile: dict[str, Any], ws: Workspace, world_dir: str | Path = "", *, quiet: bool = True):
-    """Build the profile's world into ``world_dir`` or ``ws.world`` (a no-op when built with the same config)
-    and load it."""
-    from wavalign_kit.world import build_world, load_world, world_config
+    """The profile's world built into ``world_dir`` or ``ws.world`` (a no-op when built with the same config) and
+    loaded; a ``world_dir`` holding the user's own data is opened as it is (never built into)."""
+    from wavalign_kit.world import build_world, world_config
 
     root = Path(world_dir) if world_dir else ws.world
-    build_world(world_config(profile), root, quiet=quiet)
-    return load_world(root)
+    if not own_data_dir(root):
+        build_world(world_config(profile), root, quiet=quiet)
+    return open_world(root, profile)
 
 
 def prepare_base_model(world: Any, arch: str, profile: dict[str, Any], ws: Workspace,
                        model_path: str | Path = "") -> dict[str, Any]:
-    """Warm-start the tiny ``arch`` base model (resumable, cached), or describe the real model at ``model_path``."""
+    """Warm-start the tiny ``arch`` base model (resumable, cached), or describe the real model at ``model_path``
+    (default ``models.path``)."""
     from wavalign_kit.models.warmstart import run_warmstart
 
+    model_path = model_path or models_config(profile).path
     if model_path:
         if not Path(model_path).is_dir():
             raise ValueError(f"model_path: {model_path} is not a local model directory")
@@ -48,51 +87,72 @@ def prepare_base_model(world: Any, arch: str, profile: dict[str, Any], ws: Works
 
 def load_model(path: str | Path, profile: dict[str, Any]):
     """A model directory written by the kit, or a real model through `load_pretrained` with the profile's
-    ``models`` settings (layout, dtype, attention, gradient checkpointing)."""
+    ``models`` settings (layout, dtype, attention, gradient checkpointing), with its own codec (``models.codec``)
+    attached. A tiny-model key (``models.ratio`` / ``speech_delay``) or a layout that disagrees with the loaded
+    model is an error, never ignored."""
+    from wavalign_kit.channels import InterleaveRatio
+    from wavalign_kit.errors import ConfigError
+    from wavalign_kit.layouts import load_layout
     from wavalign_kit.models import SpokenDialogueModel, load_pretrained
     from wavalign_kit.models.base import MODEL_CARD
 
-    path = Path(path)
+    path, mcfg = Path(path), models_config(profile)
     if (path / MODEL_CARD).is_file():
-        return SpokenDialogueModel.load(path)
-    mcfg = models_config(profile)
-    return load_pretrained(path, (profile.get("models") or {}).get("layout"), dtype=mcfg.dtype,
-                           attn_implementation=mcfg.attn_implementation,
-                           gradient_checkpointing=mcfg.gradient_checkpointing, trust_remote_code=mcfg.trust_remote_code)
+        model = SpokenDialogueModel.load(path)
+        layout = load_layout(mcfg.layout)
+        if layout is not None and layout.resolve(model.tokenizer) != model.layout:
+            raise ConfigError(f"models.layout: differs from the layout stored with the kit's model at {path}; drop "
+                              "models.layout (a model the kit saved keeps its own)")
+    else:
+        model = load_pretrained(path, mcfg.layout, dtype=mcfg.dtype, attn_implementation=mcfg.attn_implementation,
+                                gradient_checkpointing=mcfg.gradient_checkpointing,
+                                trust_remote_code=mcfg.trust_remote_code)
+    lay = model.layout
+    if mcfg.ratio is not None and lay.ratio is not None and InterleaveRatio.parse(mcfg.ratio) != lay.ratio:
+        raise ConfigError(f"models.ratio={mcfg.ratio!r} shapes the kit's tiny models only; the model at {path} lays "
+                          f"out its responses by its own layout (ratio {' '.join(str(x) for p in lay.ratio.chunks for x in p)}"
+                          "): drop models.ratio, or set models.layout.ratio for a model the kit did not save")
+    if mcfg.speech_delay is not None and lay.kind == "parallel" and mcfg.speech_delay != lay.speech_delay:
+        raise ConfigError(f"models.speech_delay={mcfg.speech_delay} shapes the kit's tiny models only; the model at "
+                          f"{path} delays speech by {lay.speech_delay}: drop it, or set models.layout.speech_delay")
+    model.codec = model_codec(profile)
+    return model
 
 
 def load_base_model(profile: dict[str, Any], arch: str, ws: Workspace, model_path: str | Path = ""):
-    """The base model of ``arch``: the real model at ``model_path``, else the workspace's warm start."""
-    return load_model(model_path or ws.base_model(arch), profile)
+    """The base model of ``arch``: the real model at ``model_path`` (default ``models.path``), else the
+    workspace's warm start."""
+    return load_model(model_path or models_config(profile).path or ws.base_model(arch), profile)
 
 
 def training_world(cfg, profile: dict[str, Any], ws: Workspace):
     """The world of a training config: ``world_path`` (``synthetic``: the no-build stand-in of
-    `train.synthetic`), else the profile's world in the workspace, built when missing."""
+    `train.synthetic`; a built world; or your own JSONL data, see `open_world`), else the profile's world in the
+    workspace, built when missing."""
     from wavalign_kit.train.synthetic import synthetic_world
-    from wavalign_kit.world import load_world
 
     if cfg.world_path == "synthetic":
         return synthetic_world(seed=cfg.seed)
     if cfg.world_path is not None:
-        return load_world(cfg.world_path)
+        return open_world(cfg.world_path, profile)
     return prepare_world(profile, ws, quiet=False)
 
 
 def training_model(cfg, profile: dict[str, Any], world: Any, ws: Workspace):
-    """The policy to train: ``base_model``, or the workspace's warm start (built on demand; on the synthetic world
+    """The policy to train: ``base_model`` (or ``models.path``), or the workspace's warm start (built on demand; on the synthetic world
     a fresh tiny model); LoRA from the profile's ``models.lora``, its adapters initialised from the run's seed."""
     from wavalign_kit.models import apply_lora, build_model
     from wavalign_kit.train.synthetic import SyntheticWorld
 
     mcfg = models_config(profile)
-    if cfg.base_model is None and isinstance(world, SyntheticWorld):
-        model = build_model(cfg.arch, mcfg.size, world.tokenizer, num_units=world.num_units, ratio=mcfg.ratio,
-                            speech_delay=mcfg.speech_delay, seed=cfg.seed)
+    base = cfg.base_model or mcfg.path or None
+    if base is None and isinstance(world, SyntheticWorld):
+        model = build_model(cfg.arch, mcfg.size, world.tokenizer, num_units=world.num_units, ratio=mcfg.tiny_ratio,
+                            speech_delay=mcfg.tiny_delay, seed=cfg.seed)
     else:
-        if cfg.base_model is None:
+        if base is None:
             prepare_base_model(world, cfg.arch, profile, ws)
-        model = load_model(cfg.base_model or ws.base_model(cfg.arch), profile)
+        model = load_model(base or ws.base_model(cfg.arch), profile)
     if model.arch != cfg.arch:
         raise ValueError(f"train.arch={cfg.arch!r} but the base model is {model.arch!r}; set arch={model.arch} or "
                          f"point base_model at a {cfg.arch} model")
@@ -160,10 +220,8 @@ _WORKER: dict[str, Any] = {}
 def _load_worker(profile: dict[str, Any], world_root: str, base_dirs: dict[str, str]) -> None:
     import torch
 
-    from wavalign_kit.world import load_world
-
     torch.set_num_threads(1)
-    _WORKER.update(profile=profile, world=load_world(world_root),
+    _WORKER.update(profile=profile, world=open_world(world_root, profile),
                    bases={a: load_model(d, profile) for a, d in base_dirs.items()})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -24,9 +25,11 @@ from wavalign_kit.models.decoding import (
     generation_inputs,
     teacher_forced,
 )
+from wavalign_kit.models.prompts import speech_prompt, text_prompt
 from wavalign_kit.models.sampling import Sampling, gather_logprobs
 
 MODEL_CARD = "wavalign_model.json"
+CONTROL_CHARACTERS = {c: "\ufffd" for c in [*range(0, 9), *range(11, 32), 127, 0x85, 0x2028, 0x2029]}
 
 
 @dataclass
@@ -187,29 +190,33 @@ class SpokenDialogueModel(ABC):
         self.model = model
         self.tokenizer = tokenizer
         self.layout = layout
+        self.codec: Any = None   # the model's own speech codec (None: the world's); set by workspace.load_model
         self._reference_copy: torch.nn.Module | None = None
         self.lora_config: dict[str, Any] | None = None
         self.decode_options = DecodeOptions()
 
     # ------------------------------------------------------------------ encoding
-    def user_content(self, example) -> str:
-        """The user turn as a string: the question words (t2s) or the user speech as boundary + speech tokens."""
+    def user_content(self, example) -> str | list[int]:
+        """The user turn: the question words (t2s), or the user speech as token ids (s2s): ``begin_audio``, one
+        token per unit, ``end_audio`` (boundaries the layout lacks are left out)."""
         if example.task_type == "s2s" and example.prompt_units is not None:
-            toks = self.tokenizer.convert_ids_to_tokens(self.layout.units_to_ids(np.asarray(example.prompt_units)))
-            begin = self.tokenizer.convert_ids_to_tokens(self.layout.begin_audio_id) if self.layout.begin_audio_id is not None else ""
-            end = self.tokenizer.convert_ids_to_tokens(self.layout.end_audio_id) if self.layout.end_audio_id is not None else ""
-            return " ".join([begin, *toks, end]).strip()
+            lay = self.layout
+            units = self.layout.units_to_ids(np.asarray(example.prompt_units))
+            return [i for i in (lay.begin_audio_id,) if i is not None] + units + \
+                [i for i in (lay.end_audio_id,) if i is not None]
         return example.question_text
 
-    def chat_ids(self, content: str) -> list[int]:
-        """Token ids of one user turn followed by the assistant's turn opener (chat template or the kit's own)."""
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                           add_generation_prompt=True)
-        else:
-            text = f"<|user|> {content} <|assistant|>"
-        return tok(text, add_special_tokens=False)["input_ids"]
+    def speech_prompt(self, content_ids: Sequence[int]) -> tuple[list[int], int]:
+        """The prompt ids of a user turn made of token ids (user speech) and where they start
+        (`models.prompts.speech_prompt`: nothing is inserted between speech tokens, whatever the tokenizer)."""
+        return speech_prompt(self.tokenizer, content_ids)
+
+    def chat_ids(self, content: str | Sequence[int]) -> list[int]:
+        """Token ids of one user turn followed by the assistant's turn opener (chat template or the kit's own);
+        ``content``: the user's words, or token ids spliced in unchanged (`speech_prompt`)."""
+        if isinstance(content, str):
+            return text_prompt(self.tokenizer, content)
+        return self.speech_prompt(content)[0]
 
     @abstractmethod
     def encode_prompt(self, example) -> np.ndarray:
@@ -224,12 +231,14 @@ class SpokenDialogueModel(ABC):
         return self.layout.layout_response(self.text_ids(text), np.asarray(units, dtype=np.int64))
 
     def decode_text(self, text_ids) -> str:
-        """The text string of text token ids (word-level tokenizers without a decoder: words joined by spaces)."""
+        """The text string of text token ids (word-level tokenizers without a decoder: words joined by spaces).
+        Control characters (what a byte-level tokenizer's arbitrary bytes decode to, e.g. a lone carriage return
+        or NUL) become U+FFFD, so that every table storing texts reads back row for row."""
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is not None and backend.decoder is None and type(backend.model).__name__ == "WordLevel":
             special = set(self.tokenizer.all_special_ids)
             return " ".join(self.tokenizer.convert_ids_to_tokens([int(i) for i in text_ids if int(i) not in special]))
-        return self.tokenizer.decode(list(text_ids), skip_special_tokens=True).strip()
+        return self.tokenizer.decode(list(text_ids), skip_special_tokens=True).strip().translate(CONTROL_CHARACTERS)
 
     @abstractmethod
     def collate(self, prompts: list[np.ndarray], responses: list[np.ndarray]) -> TokenBatch:
@@ -369,6 +378,10 @@ class SpokenDialogueModel(ABC):
             raise ValueError(f"{root / MODEL_CARD}: field 'arch' must be 'interleaved' or 'parallel', got {card.get('arch')!r}")
         layout = layout_from_dict(card["layout"])
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer" if (root / "tokenizer").is_dir() else root)
+        if card["arch"] == "parallel" and "response_audio" not in card["layout"]:   # saved before prompts read
+            vocab = tokenizer.get_vocab()                                            # the layout's boundaries
+            layout = dataclasses.replace(layout, begin_audio_id=vocab.get("<|begin_of_audio|>"),
+                                         end_audio_id=vocab.get("<|end_of_audio|>"))
         impl = InterleavedModel if card["arch"] == "interleaved" else ParallelModel
         if card.get("lora"):
             config = AutoConfig.from_pretrained(root)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
@@ -22,23 +22,42 @@ SIZES: dict[str, tuple[int, int, int, int, int]] = {
 }
 
 
+TINY_RATIO, TINY_DELAY = "2 8", 2     # the kit's tiny models' layout unless models.ratio / models.speech_delay say
+
+
 @dataclass
 class ModelsConfig:
-    """The ``models:`` profile section: which base model to build (or load) and how to adapt it."""
+    """The ``models:`` profile section: which base model to build (or load) and how to adapt it.
+
+    ``ratio`` / ``speech_delay`` shape the kit's tiny models (None: 2 8 / 2); a real model (``path``, or
+    ``train.base_model``) brings its own layout in ``layout`` (`wavalign_kit.layouts.LayoutConfig`: a shipped
+    name, a YAML path or a mapping), and ``codec`` names its speech codec by import path (None: the world's)."""
 
     arch: Literal["interleaved", "parallel"] = "interleaved"
     size: Literal["smoke", "cpu", "gpu"] = "smoke"
-    ratio: str = "2 8"                 # interleaved text:speech chunk sizes (first pairs once, last repeats)
-    speech_delay: int = 2              # parallel: speech stream starts this many steps after the text stream
+    ratio: str | None = None           # tiny interleaved models' text:speech chunk sizes (None: 2 8)
+    speech_delay: int | None = None    # tiny parallel models: speech starts this many steps after text (None: 2)
     path: str = ""                     # a local pretrained model directory instead of a tiny model
+    layout: Any = None                 # a real model's layout: a shipped name, a YAML path or a mapping (layouts.py)
+    codec: str = ""                    # the model's own speech codec, "package.module:Class" ("": the world's)
+    codec_dir: str = ""                # passed to the codec class's load(codec_dir) when given
     dtype: str = "auto"                # auto: bf16 on CUDA, fp32 on CPU
     attn_implementation: str = "sdpa"
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
 
+    @property
+    def tiny_ratio(self) -> str:
+        return TINY_RATIO if self.ratio is None else self.ratio
 
-def world_layout(arch: str, tokenizer, num_units: int, *, ratio: str = "2 8", speech_delay: int = 2) -> ChannelLayout:
+    @property
+    def tiny_delay(self) -> int:
+        return TINY_DELAY if self.speech_delay is None else self.speech_delay
+
+
+def world_layout(arch: str, tokenizer, num_units: int, *, ratio: str = TINY_RATIO,
+                 speech_delay: int = TINY_DELAY) -> ChannelLayout:
     """The ChannelLayout of a tiny model over the kit's tokenizer (shared vocabulary for all streams)."""
     interleaved = ChannelLayout.from_tokenizer(tokenizer, num_units=num_units, ratio=ratio)
     if arch == "interleaved":
@@ -49,7 +68,8 @@ def world_layout(arch: str, tokenizer, num_units: int, *, ratio: str = "2 8", sp
     return ChannelLayout.parallel(
         num_codebooks=1, num_units=num_units, text_pad_id=vocab["<|text_pad|>"], speech_pad_id=vocab["<|speech_pad|>"],
         text_end_id=interleaved.text_end_id, eos_id=interleaved.eos_id, pad_id=interleaved.pad_id,
-        speech_delay=speech_delay, speech_start=interleaved.speech_start)
+        speech_delay=speech_delay, speech_start=interleaved.speech_start, begin_audio_id=interleaved.begin_audio_id,
+        end_audio_id=interleaved.end_audio_id)
 
 
 def _backbone_config(size: str, vocab_size: int, max_positions: int) -> Qwen2Config:
@@ -62,7 +82,7 @@ def _backbone_config(size: str, vocab_size: int, max_positions: int) -> Qwen2Con
 
 
 def build_model(arch: Literal["interleaved", "parallel"], size: Literal["smoke", "cpu", "gpu"], tokenizer,
-                codec=None, *, num_units: int | None = None, ratio: str = "2 8", speech_delay: int = 2,
+                codec=None, *, num_units: int | None = None, ratio: str = TINY_RATIO, speech_delay: int = TINY_DELAY,
                 max_positions: int = 2048, seed: int = 0) -> SpokenDialogueModel:
     """A freshly initialised tiny model (Qwen2-style decoder) over ``tokenizer``'s text and speech tokens.
 

@@ -1,4 +1,4 @@
-"""Loading a real spoken dialogue model from a local directory (no hub access assumed)."""
+"""Loading a real spoken dialogue model from a local directory (no hub access assumed), with its layout."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from wavalign_kit.channels import ChannelLayout
 from wavalign_kit.models.base import MODEL_CARD, SpokenDialogueModel
 from wavalign_kit.models.interleaved import InterleavedModel
+from wavalign_kit.models.parallel import DualStreamConfig, DualStreamModel, ParallelModel
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -34,15 +34,19 @@ def _is_causal_lm(config) -> bool:
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or any(a.endswith("ForCausalLM") for a in archs)
 
 
-def load_pretrained(path: str | Path, layout_cfg: dict[str, Any] | None = None, dtype: str | torch.dtype = "auto",
+def load_pretrained(path: str | Path, layout: Any = None, dtype: str | torch.dtype = "auto",
                     attn_implementation: str | None = "sdpa", gradient_checkpointing: bool = False,
                     trust_remote_code: bool = False, device: str | torch.device | None = None) -> SpokenDialogueModel:
-    """An interleaved spoken dialogue model from a local causal-LM directory (or a directory saved by the kit).
+    """A spoken dialogue model from a local directory: a causal LM (interleaved), a checkpoint of the kit's
+    dual-stream model (parallel), or a directory saved by the kit (its layout is stored with it).
 
-    ``layout_cfg`` holds ChannelLayout.from_tokenizer keyword arguments (speech_token_pattern, num_units,
-    begin_audio, end_audio, text_end, eos, ratio). A tokenizer without the declared speech tokens, or a config
-    that is not a causal LM, raises one ValueError naming the path and the fix.
+    ``layout``: a `LayoutConfig`, a mapping of its keys, a shipped layout name or a YAML path (wavalign_kit/
+    layouts.py): the speech-token naming, boundary tokens, closing tokens and interleave ratio, checked against
+    the tokenizer. A layout that does not fit the tokenizer, or a config the adapter cannot run, raises one
+    ValueError naming the path, the layout key and the fix.
     """
+    from wavalign_kit.layouts import load_layout
+
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"path: {root} is not a local model directory (no hub access is assumed)")
@@ -51,19 +55,35 @@ def load_pretrained(path: str | Path, layout_cfg: dict[str, Any] | None = None, 
         model = SpokenDialogueModel.load(root, device=device)
         model.model.to(torch_dtype)
     else:
+        cfg = load_layout(layout)
         config = AutoConfig.from_pretrained(root, trust_remote_code=trust_remote_code)
-        if not _is_causal_lm(config):
+        parallel = cfg is not None and cfg.kind == "parallel"
+        if parallel and config.model_type != DualStreamConfig.model_type:
+            raise ValueError(f"{root}: config model_type {config.model_type!r}: the parallel adapter runs checkpoints "
+                             f"of the kit's dual-stream model ({DualStreamConfig.model_type}: streams (B, L, 1+K) in, "
+                             "per-stream logits out); wrap the model in that interface")
+        if not parallel and not _is_causal_lm(config):
             raise ValueError(f"{root}: config model_type {config.model_type!r} is not a causal language model; the "
                              "interleaved adapter needs an AutoModelForCausalLM checkpoint (e.g. Qwen2/Llama-style)")
+        if cfg is None:
+            raise ValueError(f"{root}: no layout was given, so the kit cannot tell which tokens are speech tokens: set "
+                             "models.layout to a shipped layout (e.g. models.layout=glm4_voice), a YAML file, or the keys "
+                             "themselves (models.layout.speech_token_pattern='<|audio_{i}|>' models.layout.ratio='1 10 4 10' "
+                             "...; see wavalign_kit/layouts.py)")
         tokenizer = AutoTokenizer.from_pretrained(root, trust_remote_code=trust_remote_code)
         try:
-            layout = ChannelLayout.from_tokenizer(tokenizer, **(layout_cfg or {}))
+            channel_layout = cfg.resolve(tokenizer)
         except ValueError as e:
-            raise ValueError(f"{root}: tokenizer does not hold the declared speech tokens: {e}") from None
+            raise ValueError(f"{root}: the layout does not fit the model's tokenizer (its speech tokens, boundaries or "
+                             f"closing tokens): {e}") from None
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        module = AutoModelForCausalLM.from_pretrained(root, dtype=torch_dtype, trust_remote_code=trust_remote_code,
-                                                      **kwargs)
-        model = InterleavedModel(module, tokenizer, layout)
+        if parallel:
+            module = DualStreamModel.from_pretrained(root, dtype=torch_dtype, **kwargs)
+            model = ParallelModel(module, tokenizer, channel_layout)
+        else:
+            module = AutoModelForCausalLM.from_pretrained(root, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                                                          **kwargs)
+            model = InterleavedModel(module, tokenizer, channel_layout)
         if device is not None:
             model.model.to(device)
     if gradient_checkpointing:

@@ -109,7 +109,7 @@ class DualStreamModel(PreTrainedModel):
 class ParallelSlots:
     """Per-row state machine of the parallel layout (ChannelLayout.layout_response), the decoder's SlotRules.
 
-    Stream 0 emits text words until ``text_end``, then ``text_pad`` while speech runs and ``eos`` once speech has
+    Stream 0 emits text words until ``text_end`` (without one: the first ``text_pad``), then ``text_pad`` while speech runs and ``eos`` once speech has
     ended too; speech streams emit ``speech_pad`` for the first ``speech_delay`` steps, then units until the
     first codebook emits ``speech_pad`` (which ends speech: the other codebooks follow it), then ``speech_pad``.
     A slot left with one token by these rules is forced. All state lives on the device.
@@ -117,8 +117,9 @@ class ParallelSlots:
 
     def __init__(self, layout: ChannelLayout, tokenizer, vocab_size: int, rows: int, device: torch.device) -> None:
         self.layout, K = layout, layout.num_codebooks
+        self.closer = layout.text_end_id if layout.text_end_id is not None else layout.text_pad_id   # ends text
         text = text_vocab_mask(tokenizer, layout, vocab_size)
-        text[layout.text_end_id] = True
+        text[self.closer] = True
         speech = torch.zeros(vocab_size, dtype=torch.bool)
         lo = layout.speech_start or 0
         speech[lo: lo + layout.num_units] = True
@@ -150,7 +151,7 @@ class ParallelSlots:
         lay = self.layout
         self.speech_done = self.speech_done | ((self.step >= lay.speech_delay) & (tokens[:, 1] == lay.speech_pad_id))
         self.finished = self.finished | (tokens[:, 0] == lay.eos_id)
-        self.text_done = self.text_done | (tokens[:, 0] == lay.text_end_id)
+        self.text_done = self.text_done | (tokens[:, 0] == self.closer)
         self.step = self.step + 1
 
     def select(self, rows: Tensor) -> None:
@@ -174,8 +175,6 @@ class ParallelModel(SpokenDialogueModel):
     def __init__(self, model: torch.nn.Module, tokenizer, layout: ChannelLayout) -> None:
         if layout.kind != "parallel":
             raise ValueError(f"layout: ParallelModel needs a parallel ChannelLayout, got kind={layout.kind!r}")
-        if layout.text_end_id is None:
-            raise ValueError("layout.text_end_id: ParallelModel needs a text_end token to close the text stream")
         super().__init__(model, tokenizer, layout)
 
     @property
@@ -183,20 +182,21 @@ class ParallelModel(SpokenDialogueModel):
         return 1 + self.layout.num_codebooks
 
     def encode_prompt(self, example) -> np.ndarray:
-        lay, tok = self.layout, self.tokenizer
-        units = None
+        lay = self.layout
         if example.task_type == "s2s" and example.prompt_units is not None:
             units = np.asarray(example.prompt_units, dtype=np.int64).reshape(len(example.prompt_units), -1)
-            pad_tok = tok.convert_ids_to_tokens(lay.text_pad_id)
-            content = " ".join(["<|begin_of_audio|>", *([pad_tok] * len(units)), "<|end_of_audio|>"])
-        else:
-            content = example.question_text
-        text = np.asarray(self.chat_ids(content), dtype=np.int64)
+            begin = [i for i in (lay.begin_audio_id,) if i is not None]
+            end = [i for i in (lay.end_audio_id,) if i is not None]
+            text, start = self.speech_prompt(begin + [lay.text_pad_id] * len(units) + end)
+            text = np.asarray(text, dtype=np.int64)
+            out = np.full((len(text), self.streams), lay.speech_pad_id, dtype=np.int64)
+            out[:, 0] = text
+            first = start + len(begin)
+            out[first: first + len(units), 1:] = np.asarray(lay.units_to_ids(units)).reshape(units.shape)
+            return out
+        text = np.asarray(self.chat_ids(example.question_text), dtype=np.int64)
         out = np.full((len(text), self.streams), lay.speech_pad_id, dtype=np.int64)
         out[:, 0] = text
-        if units is not None:
-            slots = np.flatnonzero(text == lay.text_pad_id)
-            out[slots, 1:] = np.asarray(lay.units_to_ids(units)).reshape(units.shape)
         return out
 
     def collate(self, prompts: list[np.ndarray], responses: list[np.ndarray]) -> TokenBatch:

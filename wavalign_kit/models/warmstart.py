@@ -151,14 +151,14 @@ def run_warmstart(world, arch: str, cfg: WarmstartConfig | dict, out_dir: str | 
     mcfg = models_cfg if isinstance(models_cfg, ModelsConfig) else from_dict(ModelsConfig, models_cfg or {}, "models")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"arch": arch, "warmstart": asdict(cfg), "ratio": mcfg.ratio, "speech_delay": mcfg.speech_delay,
+    settings = {"arch": arch, "warmstart": asdict(cfg), "ratio": mcfg.tiny_ratio, "speech_delay": mcfg.tiny_delay,
                 "world": str(getattr(world, "root", ""))}
     if (out / SUMMARY).is_file():
         done = json.loads((out / SUMMARY).read_text())
         if done.get("settings") == settings:
             return done
     model = build_model(arch, cfg.size, world.tokenizer, world.codec, num_units=getattr(world, "num_units", None),
-                        ratio=mcfg.ratio, speech_delay=mcfg.speech_delay, seed=cfg.seed)
+                        ratio=mcfg.tiny_ratio, speech_delay=mcfg.tiny_delay, seed=cfg.seed)
     start = time.perf_counter()
     train(train_config(cfg), model, world, out / TRAINING, log=lambda *_: None)
     train_seconds = time.perf_counter() - start

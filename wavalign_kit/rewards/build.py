@@ -4,6 +4,12 @@ Names of the embedded world's rewards (`rewards.embedded`): ``text_correct``, ``
 ``style``, ``consistency``, ``naturalness``, ``holistic``, ``semantic_judge``, ``acoustic_judge``. Judge entries take
 options instead of a weight: ``api_holistic`` / ``api_semantic`` / ``api_acoustic`` (an OpenAI-compatible endpoint,
 `rewards.api`) and ``hf_judge`` (a local Hugging Face model, `rewards.hf`).
+
+Your own reward, by import path (a name with a colon): ``reward: {"mypkg.rewards:MyReward": 1.0}`` (a weight) or
+``{"mypkg.rewards:MyReward": {weight: 0.5, threshold: 3}}`` (constructor options; ``weight`` defaults to 1). The
+object is a class or a factory, called with the options (plus ``world=`` when it takes a ``world`` argument), or
+a ready reward function; it needs ``name``, ``channel`` ("semantic" | "acoustic"), ``needs_audio`` and
+``__call__(prompts, completions) -> list[float]`` (optionally ``score_range`` and ``sample_rate``).
 """
 
 from __future__ import annotations
@@ -116,9 +122,50 @@ def judge_from_options(name: str, options: dict[str, Any]) -> tuple[Any, float]:
     return ApiJudge(client, JUDGE_ENTRIES[name], **judge_opts), weight
 
 
+def import_reward(path: str, options: dict[str, Any] | None = None, world: Any = None) -> tuple[Any, float]:
+    """A user's reward function by import path ``"package.module:Name"`` and its weight: ``Name`` called with the
+    options (``weight`` taken out; ``world=`` given when it accepts one), or ``Name`` itself when it already is a
+    reward function and no option is given."""
+    import importlib
+    import inspect
+
+    opts = dict(options or {})
+    weight = float(opts.pop("weight", 1.0))
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise ValueError(f"reward {path!r}: give an import path 'package.module:Name'")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except ImportError as err:
+        raise ValueError(f"reward {path!r}: cannot import {module!r} ({err}); is it installed / on PYTHONPATH?") from None
+    except AttributeError:
+        raise ValueError(f"reward {path!r}: module {module!r} has no {attr!r}") from None
+    if isinstance(obj, RewardFunction) and not inspect.isclass(obj) and not opts:
+        return obj, weight
+    if not callable(obj):
+        raise ValueError(f"reward {path!r}: {attr!r} is neither a class, a factory nor a reward function")
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "world" in params:
+        opts["world"] = world
+    try:
+        fn = obj(**opts)
+    except TypeError as err:
+        raise ValueError(f"reward {path!r}: {err} (options given: {sorted(opts)})") from None
+    missing = [a for a in ("name", "channel", "needs_audio") if not hasattr(fn, a)] + ([] if callable(fn) else ["__call__"])
+    if missing:
+        raise ValueError(f"reward {path!r}: the object it made lacks {missing}; a reward function has name, channel "
+                         "('semantic' | 'acoustic'), needs_audio and __call__(prompts, completions) -> list[float]")
+    return fn, weight
+
+
 def check_reward_spec(spec: Any, where: str = "train.reward") -> None:
-    """ConfigError (with a suggestion) for a reward name that is neither an embedded reward nor a judge entry;
-    checked when a config is parsed, before any world or model loads."""
+    """ConfigError (with a suggestion) for a reward name that is neither an embedded reward, a judge entry nor an
+    importable ``package.module:Name``; checked when a config is parsed, before any world or model loads."""
+    import importlib
+
     from wavalign_kit.config import suggest
     from wavalign_kit.errors import ConfigError
 
@@ -128,7 +175,16 @@ def check_reward_spec(spec: Any, where: str = "train.reward") -> None:
         raise ConfigError(f"{where}: {err}") from None
     known = [*KNOWN_REWARDS, *JUDGE_ENTRIES]
     for name, _ in entries:
-        if isinstance(name, str) and name not in known:
+        if isinstance(name, str) and ":" in name:
+            module, _, attr = name.partition(":")
+            try:
+                found = bool(module and attr) and hasattr(importlib.import_module(module), attr)
+            except ImportError as err:
+                raise ConfigError(f"{where}: reward {name!r}: cannot import {module!r} ({err}); is it installed / on "
+                                  "PYTHONPATH?") from None
+            if not found:
+                raise ConfigError(f"{where}: reward {name!r}: give 'package.module:Name' naming an existing object")
+        elif isinstance(name, str) and name not in known:
             raise ConfigError(f"{where}: unknown reward {name!r}{suggest(name, known)}; known: {', '.join(known)}")
 
 
@@ -164,9 +220,9 @@ def build_reward(spec: str | dict | list, world: Any = None, *, evaluators: Any 
     ``naturalness_ref`` / ``naturalness_floor`` (see `naturalness_calibration`), ``naturalness_penalty``; judge
     options ``integer``, ``noise_semantic``, ``noise_acoustic``, ``seed``; ``verifier`` / ``wer`` to replace the
     world's task verifier / WER function."""
-    if world is not None and hasattr(world, "build_reward"):
-        return world.build_reward(spec)
     entries = _entries(spec)
+    if world is not None and hasattr(world, "build_reward") and not any(":" in str(n) for n, _ in entries):
+        return world.build_reward(spec)
     if world is not None:
         evaluators = world.evaluators
         names = {name for name, _ in entries if isinstance(name, str)}
@@ -178,7 +234,9 @@ def build_reward(spec: str | dict | list, world: Any = None, *, evaluators: Any 
         if len(entry) != 2:
             raise ValueError(f"build_reward: spec item {entry!r} must be a name, a function or (name, weight)")
         what, weight = entry
-        if isinstance(what, str) and isinstance(weight, dict):
+        if isinstance(what, str) and ":" in what:
+            what, weight = import_reward(what, weight if isinstance(weight, dict) else {"weight": weight}, world)
+        elif isinstance(what, str) and isinstance(weight, dict):
             what, weight = judge_from_options(what, weight)
         elif isinstance(what, str):
             what = factory.get(what)

@@ -20,6 +20,20 @@ from typing import Any
 from wavalign_kit.config import from_dict, load_profile, parse_overrides
 from wavalign_kit.train.config import TrainConfig, config_dict, known_presets, load_recipe, resolve_config
 
+OVERRIDES_HELP = """overrides (KEY=VALUE, values parsed as YAML):
+  lr=1e-5 beta_text=0.01 steps=100      train keys (TrainConfig; also train.lr=...)
+  seed=3 world.train_size=64            profile keys
+  base_model=/models/my-sdm             a real model (or models.path=...) instead of the tiny warm-started one
+  models.layout=glm4_voice              its layout: a shipped name (vita_audio_boost, vita_audio_balance,
+                                          glm4_voice, kimi_audio_like),
+  models.layout=my_layout.yaml            a YAML file, or single keys (over models.layout.file=NAME_OR_PATH):
+  models.layout.ratio="3 6" models.layout.text_end=null models.layout.speech_token_pattern="<sp_{i}>"
+  models.layout.begin_audio="<speech>" models.layout.end_audio="</speech>" models.layout.response_audio=chunks
+  models.codec=mypkg.codecs:MyCodec     the model's own speech codec (decodes its units; encodes own data)
+  world_path=/data/mine                 a built world, or your own JSONL data (world.yaml, or models.codec)
+  reward="{mypkg.rewards:MyReward: 1.0}"   your own reward by import path (with options: {weight: 1, x: 2})
+see wavalign_kit/layouts.py, wavalign_kit/world/own_data.py and README "Bring your own model"."""
+
 
 def train(cfg: TrainConfig, model, world, out: str | Path, *, reward=None, accelerator=None, log=print,
           record: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -39,11 +53,14 @@ def train(cfg: TrainConfig, model, world, out: str | Path, *, reward=None, accel
 
 def parse(argv: list[str] | None) -> tuple[TrainConfig, dict[str, Any], str, argparse.Namespace]:
     """Resolve and check the whole configuration (train, models, world sections) before anything is loaded."""
+    from wavalign_kit.layouts import load_layout
     from wavalign_kit.models import ModelsConfig
     from wavalign_kit.rewards.build import check_reward_spec
     from wavalign_kit.world import world_config
+    from wavalign_kit.world.own_data import import_codec_class
 
-    parser = argparse.ArgumentParser(prog="wavalign train", description="post-train a spoken dialogue model")
+    parser = argparse.ArgumentParser(prog="wavalign train", description="post-train a spoken dialogue model",
+                                     epilog=OVERRIDES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", help=f"a shipped recipe: {', '.join(known_presets())}")
     parser.add_argument("--config", help="a recipe YAML (TrainConfig keys) instead of --preset")
     parser.add_argument("--profile", default="smoke", help="smoke, cpu, gpu or a profile YAML path")
@@ -53,8 +70,10 @@ def parse(argv: list[str] | None) -> tuple[TrainConfig, dict[str, Any], str, arg
     recipe, where = load_recipe(args.preset, args.config)
     profile = load_profile(args.profile)
     cfg, profile = resolve_config(profile, recipe, parse_overrides(args.overrides), where)
-    models = {k: v for k, v in (profile.get("models") or {}).items() if k != "layout"}
-    from_dict(ModelsConfig, models, "models")
+    mcfg = from_dict(ModelsConfig, profile.get("models") or {}, "models")
+    load_layout(mcfg.layout)                                   # a typo in a layout key or file: named now
+    if mcfg.codec:
+        import_codec_class(mcfg.codec, "models.codec")
     if cfg.world_path != "synthetic":  # the synthetic stand-in brings its own rewards
         check_reward_spec(cfg.reward)
     if cfg.world_path is None:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from wavalign_kit.errors import ConfigError, NonFiniteError
 from wavalign_kit.mixing import mixer_for, reward_range
+from wavalign_kit.preflight import preflight, raise_on_failure
 from wavalign_kit.rewards import training_reward
 from wavalign_kit.train import dpo, grpo, sft
 from wavalign_kit.train.checkpoint import (
@@ -74,6 +75,9 @@ class Trainer:
         if cfg.mixer == "adaptive" and not self.online:
             raise ConfigError("train.mixer=adaptive needs rewards, but offline DPO has none: use mixer=fixed or "
                               "dpo_source=sampled")
+        self.codec = getattr(model, "codec", None) or getattr(world, "codec", None)   # decodes speech for rewards
+        checks = preflight(model, world, reward=reward, cfg=cfg, codec=self.codec)   # before any rollout
+        raise_on_failure(checks, str(self.out), log)
         self.mixer = mixer_for(cfg, reward)
         self.reward_range = None if reward is None else reward_range(cfg, reward, log)
         self.sampler = PromptSampler(len(self.examples), cfg.seed)
@@ -161,7 +165,7 @@ class Trainer:
         stage = "sft" if step < self.n_sft else cfg.algorithm
         method = METHODS[stage]
         with acc.autocast():
-            batches = [method.prepare(self.model, ex, cfg, reward=self.reward, codec=getattr(self.world, "codec", None),
+            batches = [method.prepare(self.model, ex, cfg, reward=self.reward, codec=self.codec,
                                       seed=step_seed(cfg.seed, step, m, self.rank))
                        for m, ex in enumerate(self.sampler.micro_batches(self.examples, cfg.prompts_per_step,
                                                                          cfg.grad_accum, self.rank, self.procs))]

@@ -16,7 +16,9 @@ the kit's verifier scores only kit check types (checks.py). Every problem of eve
 The codec is a ``SpeechCodec`` instance or an import path ``"package.module:ClassName"``: with ``codec_dir`` the
 class's ``load(codec_dir)`` is called, else its constructor without arguments. It needs ``encode(wav, sr)``,
 ``sample_rate`` and ``num_units``; units are encoded at its own sample rate and cached in ``units/``.
-``world.yaml`` holds the same arguments::
+From the command line: ``world_path=mydata`` (``wavalign train``) or ``-p world_dir mydata`` (``wavalign pipeline``);
+without a ``world.yaml`` the model's codec (``models.codec=package.module:ClassName``) encodes the data
+(`workspace.open_world`). ``world.yaml`` holds the same arguments::
 
     codec: mypkg.codecs:MyCodec
     codec_dir: codec            # optional, relative to the directory
@@ -40,25 +42,32 @@ MANIFEST = "world.yaml"
 MANIFEST_KEYS = ("codec", "codec_dir", "tokenizer", "evaluators")
 
 
-def import_codec(spec: str, codec_dir: str | Path | None = None) -> Any:
-    """The codec of import path ``"package.module:ClassName"``: ``ClassName.load(codec_dir)``, or ``ClassName()``."""
+def import_codec_class(spec: str, where: str = "codec") -> Any:
+    """The class of import path ``"package.module:ClassName"`` (imported, not built); ConfigError naming ``where``."""
     module, _, name = str(spec).partition(":")
     if not module or not name:
-        raise ConfigError(f"codec={spec!r}: give an import path 'package.module:ClassName'")
+        raise ConfigError(f"{where}={spec!r}: give an import path 'package.module:ClassName'")
     try:
-        cls = getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)
     except ImportError as err:
-        raise ConfigError(f"codec={spec!r}: cannot import {module!r} ({err}); is it installed / on PYTHONPATH?") from None
+        raise ConfigError(f"{where}={spec!r}: cannot import {module!r} ({err}); is it installed / on PYTHONPATH?") from None
     except AttributeError:
-        raise ConfigError(f"codec={spec!r}: module {module!r} has no {name!r}") from None
+        raise ConfigError(f"{where}={spec!r}: module {module!r} has no {name!r}") from None
+
+
+def import_codec(spec: str, codec_dir: str | Path | None = None) -> Any:
+    """The codec of import path ``"package.module:ClassName"``: ``ClassName.load(codec_dir)``, or ``ClassName()``."""
+    cls = import_codec_class(spec)
     return cls.load(codec_dir) if codec_dir is not None else cls()
 
 
-def _check_codec(codec: Any) -> None:
-    missing = [a for a in ("encode", "sample_rate", "num_units") if not hasattr(codec, a)]
+def check_codec(codec: Any, where: str = "codec", *, decode: bool = False) -> None:
+    """ConfigError naming ``where`` when ``codec`` lacks what a SpeechCodec needs (``decode`` too, with decode)."""
+    need = ("encode", "sample_rate", "num_units") + (("decode",) if decode else ())
+    missing = [a for a in need if not hasattr(codec, a)]
     if missing:
-        raise ConfigError(f"codec {type(codec).__name__} lacks {missing}: a SpeechCodec needs encode(wav, sr), "
-                          f"sample_rate and num_units (see wavalign_kit/codec.py)")
+        raise ConfigError(f"{where}: {type(codec).__name__} lacks {missing}: a SpeechCodec needs encode(wav, sr), "
+                          f"decode(units), sample_rate and num_units (see wavalign_kit/codec.py)")
 
 
 def _tokenizer(spec: Any, records: dict[str, list[dict]], num_units: int) -> Any:
@@ -93,7 +102,7 @@ def load_own_data(root: str | Path, codec: Any = None, *, codec_dir: str | Path 
     evaluators = evaluators if evaluators is not None else manifest.get("evaluators")
     if isinstance(codec, str):
         codec = import_codec(codec, None if codec_dir is None else root / codec_dir)
-    _check_codec(codec)
+    check_codec(codec)
     present = [s for s in SPLITS if (root / f"{s}.jsonl").is_file()]
     if not present:
         raise FileNotFoundError(f"{root} holds none of {[f'{s}.jsonl' for s in SPLITS]}")
