@@ -41,8 +41,30 @@ SANITY = {"reward": "text_correct", "split": "rl", "steps": 60, "prompts_per_ste
           "save_every": 1000, "progress": False}
 
 
+class SplitView:
+    """The world with another split standing in for ``test`` (to measure learning on the RL prompts themselves)."""
+
+    def __init__(self, world, split: str):
+        self.world, self.name = world, split
+
+    def split(self, name: str):
+        return self.world.split(self.name if name == "test" else name)
+
+    def __getattr__(self, attr: str):
+        return getattr(self.world, attr)
+
+
 def evaluate_all(model, name: str, world, cfg: EvalConfig, seeds: list[int]) -> pd.DataFrame:
     return pd.concat([evaluate_seed(model, name, world, cfg, s)[1] for s in seeds], ignore_index=True)
+
+
+def report_gain(label: str, before: pd.DataFrame, after: pd.DataFrame, metric: str) -> None:
+    a = cell_matrix(after, metric)
+    b = cell_matrix(before, metric).reindex_like(a)
+    gain = paired_difference(a.to_numpy(), b.to_numpy())
+    print(f"{label:9s} {metric:10s} base {np.nanmean(b.to_numpy()):.3f} -> after {np.nanmean(a.to_numpy()):.3f}: "
+          f"gain {gain.mean:+.3f} [95 % CI {gain.ci_low:+.3f}, {gain.ci_high:+.3f}] over {gain.n} cells"
+          + ("  (excludes 0)" if gain.excludes_zero else "  (includes 0)"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     before = evaluate_all(base, "base", world, ecfg, args.seeds)
     t_eval = time.perf_counter() - t0
+    on_rl = SplitView(world, cfg.split)
+    before_rl = evaluate_all(base, "base", on_rl, ecfg, args.seeds[:1])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as run:
         model = copy.deepcopy(base)
@@ -77,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = read_metrics(Path(run) / "metrics.csv")
     t_train = time.perf_counter() - t0
     after = evaluate_all(model, "grpo_text", world, ecfg, args.seeds)
+    after_rl = evaluate_all(model, "grpo_text", on_rl, ecfg, args.seeds[:1])
     reward = np.array([float(r["reward_mean"]) for r in rows])
     thirds = np.array_split(reward, 3)
     print(f"world + base: {t_setup:.0f} s (cached after the first run); evaluation: {t_eval:.0f} s per model; "
@@ -84,13 +109,11 @@ def main(argv: list[str] | None = None) -> int:
           f"lr {cfg.lr:g}, beta {cfg.beta_text:g}, T {cfg.temperature:g})")
     print("training reward (text_correct) by thirds of the run: " + " / ".join(f"{t.mean():.3f}" for t in thirds)
           + f"; zero-variance groups: {np.mean([float(r['zero_var_share']) for r in rows]):.2f}")
-    print(f"held-out test split: {before['example_id'].nunique()} items x {args.samples} samples x seeds {args.seeds}")
+    print(f"held-out test split: {before['example_id'].nunique()} items x {args.samples} samples x seeds {args.seeds}; "
+          f"the RL prompts ({cfg.split} split): {before_rl['example_id'].nunique()} items, seed {args.seeds[0]}")
+    report_gain(cfg.split, before_rl, after_rl, "iq_text")
     for metric in ("iq_text", "iq_unseen"):
-        a, b = cell_matrix(after, metric), cell_matrix(before, metric).reindex_like(cell_matrix(after, metric))
-        gain = paired_difference(a.to_numpy(), b.to_numpy())
-        print(f"{metric:10s} base {np.nanmean(b.to_numpy()):.3f} -> after {np.nanmean(a.to_numpy()):.3f}: gain "
-              f"{gain.mean:+.3f} [95 % CI {gain.ci_low:+.3f}, {gain.ci_high:+.3f}] over {gain.n} cells"
-              + ("  (excludes 0)" if gain.excludes_zero else "  (includes 0)"))
+        report_gain("test", before, after, metric)
     return 0
 
 
