@@ -217,3 +217,23 @@ def test_pipeline_checks_the_byo_parameters_before_any_notebook(tmp_path, capsys
     assert cli(["pipeline", "--profile", "smoke", "-p", *param, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_cli_grades_own_data_with_the_users_judge(foreign, user_code, tmp_path):
+    """Own data has no evaluators: `wavalign evaluate` loads the foreign model with its layout and codec and
+    reports the user's reward (train.reward) per response, speech metrics left NaN rather than invented."""
+    import json
+
+    import pandas as pd
+
+    data = write_own_data(tmp_path / "mydata", n=2)
+    out = tmp_path / "eval"
+    assert cli(["evaluate", str(foreign), "--world", str(data), "--out", str(out), "--names", "base", "--set",
+                f"models.layout={foreign / 'layout.yaml'}", "models.codec=usercodecs:ToneCodec",
+                "train.reward={userrewards:KeywordReward: 1.0, userrewards:LoudnessReward: 0.5}"]) == 0
+    responses = pd.read_csv(out / "responses.csv")
+    assert len(responses) == 2 and {"judge", "judge/keyword", "judge/loudness"} <= set(responses.columns)
+    assert np.allclose(responses["judge"], responses["judge/keyword"] + 0.5 * responses["judge/loudness"])
+    assert responses["wer"].isna().all() and responses["transcript"].fillna("").eq("").all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["graded_by"] == "the judge (no evaluators)" and "judge" in summary["models"]["base"]

@@ -174,14 +174,14 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 def model_dir(path: str | Path) -> Path:
-    """The model directory of ``path``: itself when it holds a saved model, else the model of the training run's
-    latest checkpoint."""
+    """The model directory of ``path``: itself when it holds a saved model (the kit's, or a transformers model
+    directory), else the model of the training run's latest checkpoint."""
     path = Path(path)
-    if (path / "wavalign_model.json").is_file():
+    if (path / "wavalign_model.json").is_file() or (path / "config.json").is_file():
         return path
     ckpt = latest_checkpoint(path) if path.is_dir() else None
     if ckpt is None:
-        raise KitError(f"{path}: neither a saved model (wavalign_model.json) nor a training run with a checkpoint; "
+        raise KitError(f"{path}: neither a saved model (wavalign_model.json or config.json) nor a training run with a checkpoint; "
                        "pass a model directory or a `wavalign train --out` directory")
     return ckpt / "model"
 
