@@ -1,0 +1,47 @@
+"""The claims table: paired contrasts between presets and their verdicts, on frames with known effects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wavalign_kit.claims import Contrast, claim_verdicts, contrast_table, verdict
+
+
+def responses(effects: dict[str, dict[str, float]], *, items: int = 60, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Per model, metric: a shift of per-item scores that every model shares (paired noise) plus the effect."""
+    rng = np.random.default_rng(0)
+    base = {m: rng.normal(0, 1, size=(len(seeds), items)) for m in ("wer", "iq_text")}
+    rows = []
+    for model, shift in effects.items():
+        for si, s in enumerate(seeds):
+            for i in range(items):
+                rows.append({"model": model, "seed": s, "example_id": f"e{i}",
+                             **{m: base[m][si, i] + shift.get(m, 0.0) + rng.normal(0, 0.05) for m in base}})
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_follow_the_interval_and_the_predicted_side():
+    assert verdict(0.1, 0.3, +1) == "reproduced" and verdict(-0.3, -0.1, +1) == "contradicted"
+    assert verdict(-0.1, 0.3, +1) == "inconclusive" and verdict(-0.3, -0.1, -1) == "reproduced"
+    assert verdict(-0.1, 0.3, 0) == "not worse" and verdict(-0.3, -0.1, 0) == "contradicted"
+    assert verdict(float("nan"), 0.1, 1) == "no data"
+
+
+def test_paired_contrasts_see_small_shifts_under_shared_item_noise():
+    frame = responses({"grpo_full": {"wer": 0.1}, "grpo_text": {}, "base": {}, "sft": {"iq_text": 0.1}})
+    contrasts = [Contrast("1", "grpo_full", "grpo_text", "wer", +1), Contrast("2", "grpo_text", "base", "iq_text", +1),
+                 Contrast("2", "grpo_text", "sft", "iq_text", +1), Contrast("2", "grpo_text", "nowhere", "wer", 1)]
+    table = contrast_table(frame, contrasts, resamples=500)
+    assert list(table["verdict"]) == ["reproduced", "inconclusive", "contradicted"]     # the missing model: no row
+    assert np.isclose(table["delta"].iloc[0], 0.1, atol=0.02) and table["cells"].iloc[0] == 180
+    claims = claim_verdicts(table).set_index("claim")["verdict"]
+    assert claims["1"] == "holds" and claims["2"] == "contradicted"
+
+
+def test_contrasts_are_taken_within_each_architecture():
+    a = responses({"grpo_full": {"wer": 0.2}, "grpo_text": {}}).assign(architecture="interleaved")
+    b = responses({"grpo_full": {}, "grpo_text": {}}).assign(architecture="parallel")
+    table = contrast_table(pd.concat([a, b]), [Contrast("1", "grpo_full", "grpo_text", "wer", +1)], resamples=500)
+    assert dict(zip(table["architecture"], table["verdict"])) == {"interleaved": "reproduced",
+                                                                  "parallel": "inconclusive"}
