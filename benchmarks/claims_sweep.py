@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                         else argv) + "\n")
     ecfg = eval_config(profile)
     base_frame = evaluated(args.out / "base_responses.csv", lambda: pd.concat(
-        [evaluate_seed(base, "base", world, ecfg, s)[1] for s in args.seeds], ignore_index=True))
+        [evaluate_seed(base, "base", world, ecfg, s, architecture=args.arch)[1] for s in args.seeds], ignore_index=True))
     tables = []
     for point in grid_points(args.grid):
         name = point_name(point)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             frames = []
             for run, (_, preset, s) in zip(runs, jobs):
                 model = load_model(model_dir(run), cfg)
-                frames.append(evaluate_seed(model, preset, world, ecfg, s)[1])
+                frames.append(evaluate_seed(model, preset, world, ecfg, s, architecture=args.arch)[1])
             return pd.concat(frames, ignore_index=True)
 
         frame = pd.concat([base_frame, evaluated(ws.root / "responses.csv", evaluate_runs)], ignore_index=True)
