@@ -76,12 +76,13 @@ def training_curves(curves: pd.DataFrame, presets: list[str], arch: str):
     KL per channel (log scale: raw steps faint, rolling mean solid) and DPO's chosen log-prob drop per channel
     (symmetric log scale). Returns the figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     part = curves[curves.architecture == arch]
     steps = int(part["step"].max()) if len(part) else 1
     window = smoothing_window(steps)
     colors = {p: f"C{i % 10}" for i, p in enumerate(presets)}
-    fig, axes = plt.subplots(2, 4, figsize=(17, 6.8), sharex=True)
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6.2), sharex=True)
     panels = {"reward_mean": (axes[0, 0], "mean rollout reward", "linear"),
               "entropy_text": (axes[0, 2], "entropy, text tokens (nats)", "linear"),
               "entropy_speech": (axes[0, 3], "entropy, speech tokens (nats)", "linear"),
@@ -113,6 +114,7 @@ def training_curves(curves: pd.DataFrame, presets: list[str], arch: str):
     _lambda_panel(axes[0, 1], part, presets, colors)
     for ax in axes[1]:
         ax.set_xlabel("optimiser step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     legend_outside(fig, axes)
     seeds = sorted(part["seed"].unique()) if "seed" in part else [0]
     fig.suptitle(f"Training curves ({arch}; mean over seeds {list(map(int, seeds))}; rolling mean over "
@@ -143,6 +145,9 @@ def evaluation_deltas(deltas: pd.DataFrame, metrics: list[str], *, lower_is_bett
         err = np.vstack([d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]]).clip(min=0)
         ax.barh(y, d["mean"].fillna(0), xerr=err, color=color, capsize=2, height=0.6, ecolor="0.2")
         ax.axvline(0, color="0.2", lw=0.8)
+        reach = float(np.nanmax(np.abs(d[["ci_low", "ci_high"]].to_numpy()))) if d["mean"].notna().any() else 0.0
+        if reach > 0:
+            ax.set_xlim(-1.1 * reach, 1.1 * reach)                     # 0 in the middle: up and down alike
         ax.set_title(f"{metric} ({'lower' if metric in lower_is_better else 'higher'} is better)", fontsize=10)
         ax.set_xlabel("difference from base")
     for ax in axes.ravel()[len(metrics):]:

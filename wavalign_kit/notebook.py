@@ -20,14 +20,14 @@ from wavalign_kit.paths import Workspace
 # (AMD EPYC, one torch thread per process, no GPU); None = not measured yet. The one place these figures live:
 # every notebook's introduction shows them (`requirements`). Update them after a reference run.
 RUNTIMES: dict[str, dict[str, tuple[int, int] | None]] = {
-    "00_world_and_base_model": {"smoke": (50, 70), "cpu": (630, 690), "gpu": None},
-    "01_reward_analysis": {"smoke": (15, 25), "cpu": (20, 35), "gpu": None},
-    "02_rollout_statistics": {"smoke": (15, 25), "cpu": (40, 60), "gpu": None},
-    "03_hybrid_training": {"smoke": (25, 40), "cpu": (630, 2520), "gpu": None},
-    "04_evaluation": {"smoke": (20, 30), "cpu": (85, 95), "gpu": None},
+    "00_world_and_base_model": {"smoke": (40, 50), "cpu": (630, 690), "gpu": None},
+    "01_reward_analysis": {"smoke": (10, 17), "cpu": (20, 35), "gpu": None},
+    "02_rollout_statistics": {"smoke": (13, 18), "cpu": (40, 60), "gpu": None},
+    "03_hybrid_training": {"smoke": (20, 25), "cpu": (630, 2520), "gpu": None},
+    "04_evaluation": {"smoke": (17, 23), "cpu": (85, 95), "gpu": None},
 }
 RUNTIME_NOTES = {
-    "00_world_and_base_model": {"cpu": "world about 6.5 min (evaluators and examiners), warm start about 4-5 min"},
+    "00_world_and_base_model": {"cpu": "world about 6.5 min with its examiners, warm start about 4-5 min"},
     "03_hybrid_training": {"cpu": "21 training runs of about 1-4 min each, two at a time"},
 }
 NEEDS = {"smoke": "CPU", "cpu": "CPU (2 cores)", "gpu": "one CUDA GPU (memory not measured yet)"}

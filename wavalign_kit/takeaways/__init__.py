@@ -17,7 +17,7 @@ from wavalign_kit.takeaways.analysis import (
 )
 from wavalign_kit.takeaways.evaluation import deltas_reading, evaluation_reading
 from wavalign_kit.takeaways.phrasing import change, compare, estimate
-from wavalign_kit.takeaways.training import training_reading, worked_step_reading
+from wavalign_kit.takeaways.training import mask_reading, training_reading, worked_step_reading
 from wavalign_kit.takeaways.world import (
     base_model_reading,
     profile_notice,
@@ -28,7 +28,6 @@ from wavalign_kit.takeaways.world import (
 )
 
 __all__ = ["base_model_reading", "change", "channel_reading", "compare", "component_reading", "deltas_reading",
-           "dilution_reading",
-           "estimate", "evaluation_reading", "gate_reading", "gradient_reading", "judge_reading", "profile_notice",
-           "quality_table", "reward_analysis_reading", "rollout_reading", "speaking_rate_reading", "training_reading",
-           "warmstart_reading", "worked_step_reading", "world_reading"]
+           "dilution_reading", "estimate", "evaluation_reading", "gate_reading", "gradient_reading", "judge_reading",
+           "mask_reading", "profile_notice", "quality_table", "reward_analysis_reading", "rollout_reading",
+           "speaking_rate_reading", "training_reading", "warmstart_reading", "worked_step_reading", "world_reading"]

@@ -24,12 +24,12 @@ def lambda_lines(curves: pd.DataFrame) -> list[str]:
     """Mean and range of lambda for the presets whose lambda moves (adaptive mixing)."""
     lines = []
     for (arch, preset), part in curves.groupby(["architecture", "preset"], sort=False):
-        lam = part["lambda"].dropna() if "lambda" in part else pd.Series(dtype=float)
+        lam = per_step(part, "lambda")                                     # mean over seeds per step
         if len(lam) < 2 or lam.max() - lam.min() < 1e-9:
             continue
         lean = "leaned on the anchor" if lam.mean() < 0.5 else "leaned on the preference loss"
         lines.append(f"{arch} {preset}: lambda averaged {num(lam.mean(), 3)} (from {num(lam.min(), 3)} to "
-                     f"{num(lam.max(), 3)}) over {len(lam)} logged steps, so the update {lean}.")
+                     f"{num(lam.max(), 3)}) over {len(lam)} steps (mean over seeds), so the update {lean}.")
     return lines
 
 
@@ -94,10 +94,9 @@ def training_reading(curves: pd.DataFrame) -> str:
     return bullet_list(head + lambda_lines(curves) + drift_lines(drift) + reward_lines(curves))
 
 
-def worked_step_reading(step) -> str:
-    """Notebook 03's worked step (a `worked_step.WorkedStep`) in sentences: the masks, the advantages, the gate's
-    terms with their numbers, and the mixed loss."""
-    r, a, s, lo = step.responses, step.anchors, step.settings, step.losses
+def mask_lines(step) -> list[str]:
+    """What M_RL and M_SFT select in a worked step (a `worked_step.WorkedStep`)."""
+    r, a, s = step.responses, step.anchors, step.settings
     lines = []
     scored = int(r["text tokens"].sum() + r["speech tokens"].sum())
     lines.append(f"M_RL ({s['rl_token_type']} tokens) selects {int(r['M_RL tokens'].sum())} of the {scored} sampled "
@@ -106,6 +105,14 @@ def worked_step_reading(step) -> str:
     if len(a):
         lines.append(f"The anchor adds the {len(a)} target responses: M_SFT ({s['anchor_token_type']} tokens) holds "
                      f"{int(a['M_SFT tokens'].sum())} of their tokens, {int(a['speech tokens'].sum())} of them speech.")
+    return lines
+
+
+def worked_step_reading(step) -> str:
+    """Notebook 03's worked step (a `worked_step.WorkedStep`) in sentences: the masks, the advantages, the gate's
+    terms with their numbers, and the mixed loss."""
+    r, s, lo = step.responses, step.settings, step.losses
+    lines = mask_lines(step)
     for prompt, group in r.groupby("prompt"):
         lines.append(f"Prompt {prompt}: rewards {num(group['reward'].min(), 2)} to {num(group['reward'].max(), 2)}; "
                      f"advantages (reward - group mean) / group std: {num(group['advantage'].min(), 2)} to "
@@ -132,3 +139,8 @@ def worked_step_reading(step) -> str:
                     "still the reference (KL 0) and the advantages average 0 in every group; its gradient is what "
                     "moves the model." if finite(lo["loss_rl"]) and abs(lo["loss_rl"]) < 1e-6 else ""))
     return bullet_list(lines)
+
+
+def mask_reading(step) -> str:
+    """The worked step's masks as Markdown bullets (the caption's reading of the masks figure)."""
+    return bullet_list(mask_lines(step))
