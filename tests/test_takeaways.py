@@ -163,6 +163,8 @@ def test_evaluation_readings():
                            "excludes_zero": True},
                           {"model": "grpo_full", "metric": "iq_text", "mean": 0.0, "ci_low": -0.05, "ci_high": 0.05,
                            "excludes_zero": False}])
-    assert T.deltas_reading(frame) == ("- 1 of 2 model-metric differences from the base model have a 95 % interval "
-                                       "that excludes 0: wavalign iq_text +0.050.")
+    assert T.deltas_reading(frame).startswith("- 1 of 2 model-metric differences from the base model have a 95 % "
+                                              "interval that excludes 0: wavalign iq_text +0.050.\n")
+    assert "about 0.1 would exclude 0 by chance alone" in T.deltas_reading(frame)
+    assert "of the 4 intervals below, about 0.2 would exclude 0 by chance alone" in text
     assert "no method is distinguishable" in T.deltas_reading(frame.assign(excludes_zero=False))

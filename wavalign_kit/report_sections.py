@@ -135,6 +135,7 @@ def audio_block(out_dir: Path) -> list[str]:
             continue
         seen[digest] = len(lines)
         lines.append(f"- [{path.stem}](audio/{path.name})" + (f": {caption}" if caption else ""))
-    return ["", "## Listen", "", "Each clip with its caption: the text channel and what the recogniser heard in "
-            "the speech channel (GitHub does not play audio inline: open a link to download it).", "", *lines] \
+    return ["", "## Listen", "", "Each clip with its caption (a model's answer: its text channel and what the "
+            "recogniser heard in its speech channel). GitHub does not play audio inline: open a link to download "
+            "it.", "", *lines] \
         if lines else []

@@ -76,9 +76,11 @@ def evaluation_reading(summary: dict[str, Any], world_summary: dict[str, Any] | 
     pattern, and how far the world's recogniser bounds the speech-side metrics."""
     if not summary.get("models"):
         return "- No evaluation results."
+    tests = sum(1 for m in summary["models"].values() for k in metrics if (m.get(k) or {}).get("delta_vs_base"))
     lines = [f"Graded on {summary.get('items', '?')} test items x {summary.get('samples_per_item', '?')} sample(s) "
              f"x seeds {summary.get('seeds', '?')}; every difference is paired with the base model by item and seed, "
-             "and counts only when its 95 % interval excludes 0."]
+             f"and counts only when its 95 % interval excludes 0 (of the {tests} intervals below, about "
+             f"{0.05 * tests:.1f} would exclude 0 by chance alone)."]
     lines += [line for m in metrics if (line := metric_line(summary, m))]
     lines += paper_lines(summary)
     if world_summary:
@@ -98,7 +100,9 @@ def deltas_reading(deltas) -> str:
         return "- No paired differences to show."
     hits = deltas[deltas["excludes_zero"]]
     line = f"{len(hits)} of {len(deltas)} model-metric differences from the base model have a 95 % interval that excludes 0"
+    chance = (f"- With {len(deltas)} intervals at 95 %, about {0.05 * len(deltas):.1f} would exclude 0 by chance alone, "
+              "so a single excluded interval is weak evidence on its own.")
     if hits.empty:
         return f"- {line}: at this budget no method is distinguishable from the base model on any metric."
     shown = "; ".join(f"{r.model} {r.metric} {num(r.mean, 3, sign=True)}" for r in hits.itertuples())
-    return f"- {line}: {shown}."
+    return f"- {line}: {shown}.\n{chance}"
