@@ -216,3 +216,51 @@ def test_a_mistyped_parameter_fails_in_seconds_before_any_notebook(tmp_path, cap
     assert main(["pipeline", "--profile", "smoke", "-p", *param, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err and time.perf_counter() - start < 5
     assert not (tmp_path / "run").exists()
+
+
+def test_stage_lines_reach_the_terminal_prefixed_as_they_come():
+    import io
+
+    from wavalign_kit.pipeline import StageLines
+
+    stream = io.StringIO()
+    lines = StageLines("03", stream)
+    lines.write("[train] run 1 ")
+    assert stream.getvalue() == ""                       # a partial line waits for its end
+    lines.write("started\n[train] run 1 done\n\n")
+    assert stream.getvalue() == "[03] [train] run 1 started\n[03] [train] run 1 done\n"
+
+
+def test_pipeline_kernels_draw_no_progress_bars_and_use_ipc():
+    import io
+
+    import tqdm
+    import tqdm.auto
+
+    from wavalign_kit.pipeline import kernel_transport_config, quiet_progress_bars
+
+    saved = tqdm.tqdm, tqdm.auto.tqdm, tqdm.std.tqdm
+    try:
+        quiet_progress_bars()
+        out = io.StringIO()
+        for _ in tqdm.auto.tqdm(range(3), disable=False, file=out):
+            pass
+        assert out.getvalue() == "" and tqdm.tqdm(range(1), disable=False).disable
+    finally:
+        tqdm.tqdm, tqdm.auto.tqdm, tqdm.std.tqdm = saved
+    import os
+
+    transport = kernel_transport_config().get("KernelManager", {}).get("transport", "tcp")
+    assert transport == ("ipc" if os.name == "posix" else "tcp")
+
+
+def test_every_notebook_shows_its_measured_needs():
+    from wavalign_kit.notebook import RUNTIMES, about, pipeline_runtime
+
+    notebooks = pipeline.discover_notebooks(pipeline.NOTEBOOK_DIR)
+    assert sorted(RUNTIMES) == [p.stem for p in notebooks]
+    for path in notebooks:
+        assert f'requirements("{path.stem}", profile, config)' in path.read_text().replace('\\"', '"'), path.name
+        assert set(RUNTIMES[path.stem]) == {"smoke", "cpu", "gpu"}
+    assert about((20, 20)) == "about 20 s" and about((630, 690)) == "about 10-12 min" and about(None) == "not measured yet"
+    assert pipeline_runtime("gpu") == "not measured yet" and pipeline_runtime("cpu").endswith("on 2 CPU cores")

@@ -20,6 +20,66 @@ import numpy as np
 
 from wavalign_kit.paths import Workspace
 
+# About how long each notebook takes, per profile: (low, high) seconds measured on the 2-core development machine
+# (AMD EPYC, one torch thread per process, no GPU); None = not measured yet. The one place these figures live:
+# every notebook's introduction shows them (`requirements`). Update them after a reference run.
+RUNTIMES: dict[str, dict[str, tuple[int, int] | None]] = {
+    "00_world_and_base_model": {"smoke": (40, 50), "cpu": (630, 690), "gpu": None},
+    "01_reward_analysis": {"smoke": (10, 17), "cpu": (20, 35), "gpu": None},
+    "02_rollout_statistics": {"smoke": (13, 18), "cpu": (40, 60), "gpu": None},
+    "03_hybrid_training": {"smoke": (20, 25), "cpu": (630, 2520), "gpu": None},
+    "04_evaluation": {"smoke": (17, 23), "cpu": (85, 95), "gpu": None},
+}
+RUNTIME_NOTES = {
+    "00_world_and_base_model": {"cpu": "world about 6.5 min with its examiners, warm start about 4-5 min"},
+    "03_hybrid_training": {"cpu": "21 training runs of about 1-4 min each, two at a time"},
+}
+NEEDS = {"smoke": "CPU", "cpu": "CPU (2 cores)", "gpu": "one CUDA GPU (memory not measured yet)"}
+REFERENCE_PROFILE = "cpu"   # the profile whose numbers are worth reading on a CPU
+
+
+def about(seconds: tuple[int, int] | None) -> str:
+    """``(low, high)`` seconds as "about 20 s", "about 11 min" or "about 10-42 min"; None as "not measured yet"."""
+    if seconds is None:
+        return "not measured yet"
+    low, high = seconds
+    if high < 90:
+        return f"about {low} s" if low == high else f"about {low}-{high} s"
+    lo_min, hi_min = round(low / 60), round(high / 60)
+    return f"about {lo_min} min" if lo_min == hi_min else f"about {lo_min}-{hi_min} min"
+
+
+def pipeline_runtime(profile: str) -> str:
+    """The whole pipeline's runtime on ``profile``: the sum of its notebooks' (`RUNTIMES`)."""
+    spans = [r.get(profile) for r in RUNTIMES.values()]
+    if any(s is None for s in spans):
+        return "not measured yet"
+    return about((sum(s[0] for s in spans), sum(s[1] for s in spans))) + " on 2 CPU cores"
+
+
+def requirements(notebook: str, profile: str, config: dict | None = None) -> None:
+    """Show what ``notebook`` needs: its measured runtime and hardware per profile (``profile``, this run's, marked),
+    and on the ``smoke`` profile a loud notice that its numbers are not meaningful and how to get ones that are."""
+    from IPython.display import Markdown, display
+
+    from wavalign_kit.config import load_profile
+    from wavalign_kit.profiles import notebook_config
+    from wavalign_kit.takeaways import profile_notice
+
+    if notebook not in RUNTIMES:
+        raise ValueError(f"notebook {notebook!r} has no runtime entry; known: {sorted(RUNTIMES)}")
+    cfg = notebook_config(profile, config)
+    active = cfg.get("profile", profile)
+    lines = ["| profile | time on the development machine | needs |", "|---|---|---|"]
+    for name, span in RUNTIMES[notebook].items():
+        note = RUNTIME_NOTES.get(notebook, {}).get(name)
+        mark = " (this run)" if name == active else ""
+        lines.append(f"| `{name}`{mark} | {about(span)}{f' ({note})' if note else ''} | {NEEDS[name]} |")
+    lines.append("\nMeasured on 2 CPU cores with one torch thread per process; times grow with a busy machine.")
+    notice = profile_notice(cfg, load_profile(REFERENCE_PROFILE),
+                            reference_runtime=pipeline_runtime(REFERENCE_PROFILE))
+    display(Markdown("\n".join(lines) + (f"\n\n{notice}" if notice else "")))
+
 
 @dataclass
 class Notebook:
@@ -113,7 +173,7 @@ def setup(*, out_dir: str, profile: str, config: dict | None = None, **params: A
     cfg = apply_model_parameters(cfg, resolved)
     torch.set_num_threads(int(resolved.get("num_threads") or 1))
     ws = Workspace(output_root(out_dir)).make_dirs()
-    world = prepare_world(cfg, ws, resolved.get("world_dir") or "")
+    world = prepare_world(cfg, ws, resolved.get("world_dir") or "", quiet=False)   # one line per build stage
     return Notebook(cfg, resolved, ws, world)
 
 
@@ -128,12 +188,16 @@ def output_root(out_dir: str | Path) -> Path:
 
 
 def play(wav: np.ndarray, sample_rate: int, path: str | Path, caption: str = "") -> Path:
-    """Save a waveform as WAV at ``path`` and show it with an audio player under ``caption`` (Markdown)."""
+    """Save a waveform as WAV at ``path`` (its caption beside it, ``<path>.json``, for report.md) and show it with an
+    audio player under ``caption`` (Markdown)."""
+    import json
+
     from IPython.display import Audio, Markdown, display
 
     from wavalign_kit.speech import write_wav
 
     out = write_wav(path, wav, sample_rate, normalize=True)
+    Path(f"{out}.json").write_text(json.dumps({"caption": caption}) + "\n")
     if caption:
         display(Markdown(caption))
     display(Audio(np.asarray(wav, dtype=np.float32), rate=sample_rate))

@@ -27,6 +27,8 @@ from wavalign_kit.report import write_manifest, write_report, write_summary
 KIT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = KIT_ROOT / "notebooks"
 STATE_FILE = "pipeline_state.json"
+# Run first in each pipeline kernel (IPKernelApp.exec_lines): see `quiet_progress_bars`.
+KERNEL_STARTUP = "import wavalign_kit.pipeline; wavalign_kit.pipeline.quiet_progress_bars()"
 
 
 class NotebookFailed(KitError, RuntimeError):
@@ -121,6 +123,53 @@ def declared_parameters(path: Path) -> set[str]:
     raise ConfigError(f"{path}: no code cell tagged 'parameters'; tag the first code cell 'parameters'")
 
 
+def quiet_progress_bars() -> None:
+    """Inside a pipeline kernel, every tqdm bar is created disabled, whatever its caller passes: there a bar is a
+    widget (or carriage-return text) that nobody watches and that bloats the executed notebook. The long stages
+    print one line each instead, which `StageLines` streams to the terminal."""
+    import tqdm
+    import tqdm.auto
+    import tqdm.std
+
+    class Quiet(tqdm.std.tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    for module in (tqdm, tqdm.auto, tqdm.std):
+        module.tqdm = Quiet
+
+
+class StageLines:
+    """papermill's ``stdout_file`` for one notebook: each line the notebook prints (the world's stages, the warm
+    start, each training run, each evaluated model) reaches the terminal as it runs, prefixed with the notebook's
+    number, above papermill's cell counter."""
+
+    def __init__(self, prefix: str, stream: Any = None) -> None:
+        self.prefix, self.stream, self.pending = prefix, stream, ""
+
+    def write(self, text: str) -> int:
+        from tqdm import tqdm
+
+        lines = (self.pending + text.replace("\r", "\n")).split("\n")
+        self.pending = lines.pop()
+        for line in lines:
+            if line.strip():
+                tqdm.write(f"[{self.prefix}] {line.rstrip()}", file=self.stream or sys.stderr)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def kernel_transport_config():
+    """Kernels talk over local IPC sockets where the platform has them (POSIX): no TCP port is opened, and
+    ipykernel does not print its warning about unencrypted TCP; elsewhere the default TCP transport."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+
+
 def run_pipeline(
     params: dict[str, Any],
     out_dir: Path,
@@ -168,7 +217,10 @@ def run_pipeline(
             try:
                 papermill.execute_notebook(
                     str(path), str(executed), parameters={k: v for k, v in params.items() if k in declared},
-                    kernel_name=kernel_name, cwd=str(path.parent), progress_bar=True, start_timeout=start_timeout,
+                    kernel_name=kernel_name, cwd=str(path.parent), start_timeout=start_timeout,
+                    progress_bar={"disable": False, "desc": f"{key[:2]} cells"},
+                    stdout_file=StageLines(key[:2]), config=kernel_transport_config(),
+                    extra_arguments=[f"--IPKernelApp.exec_lines={KERNEL_STARTUP}"],
                 )
             except PapermillExecutionError as e:
                 leaks = redact_outputs(output_paths(out_dir), secrets)
@@ -199,6 +251,7 @@ def run_pipeline(
             )
             save_state(out_dir, state)
             runs.append(NotebookRun(key, "completed", duration))
+            print(f"[pipeline] {key}: completed in {duration:.0f} s", file=sys.stderr)
     finally:
         if env_before is None:
             os.environ.pop("PYTHONPATH", None)

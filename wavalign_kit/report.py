@@ -117,10 +117,53 @@ def results_table(summary: dict, *, delta: bool = False) -> list[str]:
     return markdown_table(summary_table(summary, list(SUMMARY_METRICS), delta=delta))
 
 
+def _run_config(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The nested profile a run used, rebuilt from the manifest's flat notebook parameters."""
+    params = manifest.get("parameters") or {}
+    pipeline = {k: v for k, v in params.items() if k not in ("out_dir", "profile", "seed", "config")}
+    return {"profile": params.get("profile"), "seed": params.get("seed"), **(params.get("config") or {}),
+            "pipeline": pipeline}
+
+
+def _results_block(out_dir: Path, summary: dict, seeds: list) -> list[str]:
+    from wavalign_kit.report_sections import read_json
+    from wavalign_kit.takeaways import evaluation_reading
+
+    lines = ["", f"### Results (held-out test split, seeds {seeds}: mean [95 % bootstrap interval])", ""]
+    if not summary.get("models"):
+        return lines + [summary.get("note", "no evaluation results")]
+    lines += results_table(summary)
+    lines += ["", "### Difference from the base model (paired by item and seed; * = the interval excludes 0)",
+              "", *results_table(summary, delta=True)]
+    lines += ["", "iq_text / iq_speech: task accuracy from the text channel / the recognised speech; iq_unseen: "
+              "iq_text on items whose answer no training target contains; eq_style: style accuracy on "
+              "style-request items; neutral_adherence: the neutral style kept on neutral items; wer: text "
+              "channel vs recognised speech (lower is better); naturalness: unit-LM mean log-likelihood per unit "
+              "(higher is better). Graded by the world's examiners when it has them, else by its reward models "
+              "(`graded_by` in metrics/evaluation_summary.json).", "",
+              evaluation_reading(summary, read_json(out_dir / "metrics" / "world_summary.json"))]
+    return lines
+
+
 def write_report(out_dir: Path, summary: dict) -> Path:
-    """report.md: results table, every metrics file, figures inline, links to audio samples and notebooks."""
+    """report.md, in notebook order: the run, a table of the executed notebooks (linked), then per notebook its
+    figures with caption and reading, the graders' quality and the base model (00), the per-preset drift table
+    (03), the results with their intervals and reading (04), the audio clips, and the metrics files."""
+    from wavalign_kit.config import load_profile
+    from wavalign_kit.notebook import REFERENCE_PROFILE, pipeline_runtime
+    from wavalign_kit.report_sections import (
+        audio_block,
+        drift_block,
+        figure_blocks,
+        notebook_table,
+        notebook_title,
+        read_json,
+        world_block,
+    )
+    from wavalign_kit.takeaways import profile_notice
+
     out_dir = Path(out_dir)
-    manifest = json.loads((out_dir / "manifest.json").read_text()) if (out_dir / "manifest.json").is_file() else {}
+    manifest = read_json(out_dir / "manifest.json")
     seeds = summary.get("seeds", manifest.get("seeds", []))
     lines = [f"# wavalign-kit run: profile `{manifest.get('profile', '?')}`", ""]
     hw = manifest.get("hardware", {})
@@ -129,33 +172,32 @@ def write_report(out_dir: Path, summary: dict) -> Path:
         lines += [f"- finished {manifest['finished']}; notebooks took {manifest['total_notebook_s']:.0f} s",
                   f"- hardware: {hw.get('cpu')} ({hw.get('cpu_count')} cores), GPU: {gpus}",
                   f"- git commit: {manifest['git']['commit']}; seeds: {seeds}", ""]
-    lines += [f"## Results (held-out test split, seeds {seeds}: mean [95 % bootstrap interval])", ""]
-    if summary.get("models"):
-        lines += results_table(summary)
-        lines += ["", "### Difference from the base model (paired by item and seed; * = the interval excludes 0)",
-                  "", *results_table(summary, delta=True)]
-        lines += ["", "iq_text / iq_speech: task accuracy from the text channel / the recognised speech; iq_unseen: "
-                  "iq_text on items whose answer no training target contains; eq_style: style accuracy on "
-                  "style-request items; neutral_adherence: the neutral style kept on neutral items; wer: text "
-                  "channel vs recognised speech (lower is better); naturalness: unit-LM mean log-likelihood per unit "
-                  "(higher is better). Graded by the world's examiners, never used as rewards."]
-    else:
-        lines.append(summary.get("note", "no evaluation results"))
+        notice = profile_notice(_run_config(manifest), load_profile(REFERENCE_PROFILE),
+                                reference_runtime=pipeline_runtime(REFERENCE_PROFILE))
+        lines += [notice, ""] if notice else []
+    notebooks = manifest.get("notebooks") or [{"name": p.name, "status": "?", "duration_s": 0.0}
+                                              for p in sorted((out_dir / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    if notebooks:
+        lines += ["## The notebooks", "", *notebook_table(out_dir, notebooks)]
+    extra = {"00": world_block(out_dir), "03": drift_block(out_dir), "04": _results_block(out_dir, summary, seeds)}
+    for n in notebooks:
+        number = n["name"][:2]
+        lines += ["", f"## {notebook_title(out_dir, n['name'])}"]
+        lines += extra.pop(number, []) + figure_blocks(out_dir, number)
+    for block in extra.values():     # results without a notebook of that number (e.g. a custom notebook set)
+        lines += block
+    others = figure_blocks(out_dir, None)
+    if others:
+        lines += ["", "## Other figures", *others]
+    lines += audio_block(out_dir)
 
-    def listing(title: str, sub: str, pattern: str, fmt: str) -> None:
-        files = sorted((out_dir / sub).glob(pattern)) if (out_dir / sub).is_dir() else []
+    def listing(title: str, pattern: str) -> None:
+        files = sorted((out_dir / "metrics").glob(pattern)) if (out_dir / "metrics").is_dir() else []
         if files:
-            lines.extend(["", f"## {title}", ""])
-            lines.extend(fmt.format(name=p.stem, path=f"{sub}/{p.name}") for p in files)
+            lines.extend(["", f"## {title}", "", " · ".join(f"[{p.name}](metrics/{p.name})" for p in files)])
 
-    listing("Metrics", "metrics", "*.csv", "- [{path}]({path})")
-    listing("Metrics (JSON)", "metrics", "*.json", "- [{path}]({path})")
-    listing("Figures", "figures", "*.png", "![{name}]({path})\n")
-    listing("Audio samples", "audio", "*.wav", "- [{name}]({path})")
-    if manifest.get("notebooks"):
-        lines += ["", "## Notebooks", "", "| notebook | status | seconds |", "|---|---|---|"]
-        lines += [f"| [{n['name']}](notebooks/{n['name']}) | {n['status']} | {n['duration_s']:.1f} |"
-                  for n in manifest["notebooks"]]
+    listing("Metrics (CSV)", "*.csv")
+    listing("Metrics (JSON)", "*.json")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

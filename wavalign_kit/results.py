@@ -91,6 +91,19 @@ def summary_table(summary: dict[str, Any], metrics: list[str], *, delta: bool = 
                          for name, v in summary[section].items()}).T
 
 
+def delta_frame(summary: dict[str, Any], metrics: list[str], *, section: str = "models") -> pd.DataFrame:
+    """Long form of the paired differences from the base model, for plots: one row per model (base excluded) and
+    metric with ``mean``, ``ci_low``, ``ci_high`` and ``excludes_zero``."""
+    rows = []
+    for name, entries in summary[section].items():
+        for metric in metrics:
+            delta = (entries.get(metric) or {}).get("delta_vs_base")
+            if delta and np.isfinite(delta.get("mean", np.nan)):
+                rows.append({"model": name, "metric": metric, **{k: delta[k] for k in ("mean", "ci_low", "ci_high")},
+                             "excludes_zero": bool(delta["excludes_zero"])})
+    return pd.DataFrame(rows, columns=["model", "metric", "mean", "ci_low", "ci_high", "excludes_zero"])
+
+
 def per_style_table(responses: pd.DataFrame) -> pd.DataFrame:
     """Per model and target style: style accuracy (``eq_style`` on style requests, ``neutral_adherence`` on
     neutral items) and how many responses each figure rests on."""
