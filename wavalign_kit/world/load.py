@@ -14,13 +14,18 @@ SPLITS = ("train", "valid", "test")
 
 @dataclass
 class World:
-    """A built world: ``split(name)`` loads (and memoises) a split's Examples."""
+    """A built world: ``split(name)`` loads (and memoises) a split's Examples.
+
+    ``evaluators`` are the reward models (rewards use them); ``examiners`` are an independent set trained on
+    other utterances with other seeds, for evaluation (never for rewards). Both are ``Evaluators``.
+    """
 
     root: Path
     codec: Any
     tokenizer: Any
     evaluators: Any
     summary: dict[str, Any]
+    examiners: Any = None
     _splits: dict[str, list[Example]] = field(default_factory=dict, repr=False)
 
     def split(self, name: Literal["train", "valid", "test"]) -> list[Example]:
@@ -44,6 +49,11 @@ def load_world(root: str | Path) -> World:
     if not summary_path.is_file():
         raise FileNotFoundError(f"{root} holds no finished world (no summary.json); build it with "
                                 f"`wavalign world --profile smoke --out {root}`")
+    summary = json.loads(summary_path.read_text())
+    if not (root / "examiners").is_dir():
+        raise FileNotFoundError(f"{root} has no examiners/ (a world of format {summary.get('format_version')}, "
+                                f"built by an older kit); rebuild it with `wavalign world --overwrite --out {root}`")
     return World(root=root, codec=load_codec(root / "codec"),
                  tokenizer=PreTrainedTokenizerFast.from_pretrained(str(root / "tokenizer")),
-                 evaluators=Evaluators.load(root / "evaluators"), summary=json.loads(summary_path.read_text()))
+                 evaluators=Evaluators.load(root / "evaluators"), summary=summary,
+                 examiners=Evaluators.load(root / "examiners"))
