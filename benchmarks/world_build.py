@@ -25,7 +25,8 @@ def _print_set(name: str, figures: dict) -> None:
           f"{figures['heldout_utterances']} held-out utterances, seed {figures['seed']}, cache {figures['cache']['status']}")
     print("    WER by style: " + ", ".join(f"{s} {w:.3f}" for s, w in figures["recognizer_wer_by_style"].items()))
     for kind, t in figures.get("training", {}).items():
-        print(f"    {kind}: {figures[f'seconds_{kind}']:.1f} s, {t['updates']} of {t['planned_updates']} updates"
+        print(f"    {kind}: {figures[f'seconds_{kind}']:.1f} s ({t['cpu_seconds']:.1f} s CPU), "
+              f"{t['updates']} of {t['planned_updates']} updates"
               f"{' (stopped early)' if t['stopped_early'] else ''}, best at {t['best_update']}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -34,10 +35,23 @@ def default_workers() -> int:
     return max(1, min(2, cores))
 
 
+_LIMITS: list[Any] = []      # keeps the worker's thread limits alive
+
+
 def _single_threaded() -> None:
-    """Worker initialiser: one OpenMP / BLAS thread per process (torch and numpy read these when imported)."""
+    """Worker initialiser: one OpenMP / BLAS thread per process.
+
+    Libraries imported later read the environment; torch, numpy or BLAS already imported by the caller's
+    main module (which spawned workers re-import) are limited directly. Two OpenMP threads per worker on a
+    2-core machine spin in their barriers: a recogniser then costs four times the CPU time.
+    """
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    from threadpoolctl import threadpool_limits
+
+    _LIMITS.append(threadpool_limits(limits=1))
 
 
 def map_in_processes(fn: Callable[[T], R], jobs: Sequence[T], *, workers: int, desc: str = "",

@@ -131,9 +131,8 @@ class WorldConfig:
             params = {"seed": self.seed + (which == "examiners"), **{k: getattr(checked, k) for k in overrides},
                       "num_units": num_units}
             return EvaluatorConfig.preset(scale, **params).validate()
-        except ValueError as err:
-            field_name = "scale" if str(err).startswith("scale=") else ""
-            raise ConfigError(f"world.{which}.{field_name and field_name + ': '}{err}") from None
+        except ValueError as err:      # its message starts with the field: scale=..., device=..., lr=...
+            raise ConfigError(f"world.{which}.{err}") from None
 
     def hash(self) -> str:
         """Stable hash of the config (and the world format version)."""
@@ -213,8 +212,9 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
     """Build the world into ``out`` and return its summary; a second call with the same config is a no-op.
 
     ``workers``: processes for the evaluator sets' synthesis, the unit encoding and the evaluator training
-    (None: up to 2 cores from PARALLEL_FROM_UTTERANCES evaluator utterances on, else 1: all in this process). ``evaluator_cache``: True (the default cache root), a
-    directory, or False (always train). Neither changes what is built.
+    (None: up to 2 cores for worlds with PARALLEL_FROM_UTTERANCES evaluator utterances or more, else 1: all
+    in this process). ``evaluator_cache``: True (the default cache root), a directory, or False (always
+    train). Neither changes what is built.
     """
     from wavalign_kit.codec import MelKMeansCodec
     from wavalign_kit.evaluators import EvaluatorSet, train_evaluator_sets
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                              "worker processes always run single-threaded")
     parser.add_argument("--workers", type=int, default=0,
                         help="processes for evaluator speech, unit encoding and evaluator training "
-                             "(0: up to 2 cores; 1: all in this process)")
+                             "(0: up to 2 cores for cpu-scale worlds, 1 for small ones; 1: all in this process)")
     parser.add_argument("--evaluator-cache", default=None, metavar="DIR",
                         help="where trained evaluator sets are cached and reused (default: $WAVALIGN_EVALUATOR_CACHE "
                              "or data/cache/evaluators)")
