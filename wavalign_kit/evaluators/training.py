@@ -60,6 +60,11 @@ def _manifest(train: Sequence[dict], dev: Sequence[dict], heldout: Sequence[dict
     return "".join(json.dumps(r) + "\n" for r in rows)
 
 
+def _job_items(items: Sequence[dict]) -> list[dict]:
+    """What a job needs of each item (units, text, style): less to send to a worker process."""
+    return [{k: it[k] for k in ("units", "text", "style")} for it in items]
+
+
 def _set_jobs(name: str, es: EvaluatorSet, progress: bool) -> tuple[list[EvaluatorJob], dict[str, Any]]:
     """The three jobs of a set and the set's fixed facts (sizes, device, architecture)."""
     cfg = es.cfg
@@ -67,15 +72,14 @@ def _set_jobs(name: str, es: EvaluatorSet, progress: bool) -> tuple[list[Evaluat
     dev_idx = set(dev_split(len(es.train_items), cfg).tolist())
     train = [it for i, it in enumerate(es.train_items) if i not in dev_idx]
     dev = [es.train_items[i] for i in sorted(dev_idx)]
-    strip = lambda items: [{k: it[k] for k in ("units", "text", "style")} for it in items]  # noqa: E731
     jobs = [EvaluatorJob(kind=kind, set_name=name, cfg=cfg, spec=model_spec(kind, cfg, num_units, train),
-                         train=strip(train), dev=strip(dev), heldout=strip(es.heldout_items),
+                         train=_job_items(train), dev=_job_items(dev), heldout=_job_items(es.heldout_items),
                          out_dir=str(Path(es.out_dir) / kind), progress=progress) for kind in KINDS]
     facts = {"scale": cfg.scale, "train_utterances": len(train), "dev_utterances": len(dev),
              "heldout_utterances": len(es.heldout_items), "num_units": num_units,
              "device": str(resolve_device(cfg.device)), "seed": cfg.seed,
              "recognizer_encoder": cfg.recognizer_encoder, "recognizer_tokens": cfg.recognizer_tokens}
-    (Path(es.out_dir)).mkdir(parents=True, exist_ok=True)
+    Path(es.out_dir).mkdir(parents=True, exist_ok=True)
     (Path(es.out_dir) / MANIFEST).write_text(_manifest(train, dev, es.heldout_items))
     return jobs, facts
 
