@@ -99,11 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = training_runs(cfg, ws, jobs, world=world, bases={args.arch: base_dir}, workers=args.workers)
         seconds = time.perf_counter() - start
 
-        def evaluate_runs():
-            frames = []
-            for run, (_, preset, s) in zip(runs, jobs):
-                model = load_model(model_dir(run), cfg)
-                frames.append(evaluate_seed(model, preset, world, ecfg, s, architecture=args.arch)[1])
+        def evaluate_runs(runs=runs, jobs=jobs, cfg=cfg):
+            frames = [evaluate_seed(load_model(model_dir(run), cfg), preset, world, ecfg, s, architecture=args.arch)[1]
+                      for run, (_, preset, s) in zip(runs, jobs)]
             return pd.concat(frames, ignore_index=True)
 
         frame = pd.concat([base_frame, evaluated(ws.root / "responses.csv", evaluate_runs)], ignore_index=True)

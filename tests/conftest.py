@@ -3,9 +3,25 @@ built once per test session into a pytest temporary directory."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def evaluator_cache(tmp_path_factory) -> Path:
+    """Evaluator sets trained in this session are cached in a session directory, not under ./data/cache."""
+    from wavalign_kit.evaluators.cache import CACHE_ENV
+
+    root = tmp_path_factory.mktemp("evaluator-cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(root)
+    yield root
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
 
 
 @pytest.fixture(scope="session")

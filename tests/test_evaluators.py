@@ -102,5 +102,158 @@ def test_units_outside_the_codec_are_named():
     assert isinstance(rec.transcribe([np.array([1, 2, 3])])[0], str)
     with pytest.raises(ValueError, match=r"units_list\[1\].*\[0, 8\)"):
         rec.transcribe([np.array([1, 2]), np.array([3, 9])])
-    with pytest.raises(ValueError, match=r"units_list\[0\]"):
-        rec.transcribe([np.zeros(0, np.int64)])
+    with pytest.raises(ValueError, match=r"units_list\[2\].*\[0, 8\)"):     # named by its index among empty rows too
+        rec.transcribe([np.zeros(0, np.int64), np.array([1]), np.array([9])])
+    with pytest.raises(ValueError, match=r"units_list\[0\]: expected an int array"):
+        rec.transcribe([np.zeros((2, 2), np.int64)])
+
+
+def test_a_response_without_speech_is_scored_as_silence(tmp_path, items):
+    """A model that emits no speech token (parallel streams, early end) gets scores, not an error: an empty
+    transcript, uniform style probabilities, the unit LM's guess likelihood; the other rows are unchanged."""
+    torch.set_num_threads(1)
+    cfg = EvaluatorConfig.preset("smoke", recognizer_epochs=1, style_epochs=1, unit_lm_epochs=1, num_units=48)
+    train_evaluators(items[::2], items[1::2], tmp_path / "ev", cfg)
+    ev = Evaluators.load(tmp_path / "ev")
+    speech = [it["units"] for it in items[:2]]
+    mixed = [speech[0], np.zeros(0, np.int64), speech[1], []]
+    assert ev.recognizer.transcribe(mixed) == [*ev.recognizer.transcribe(speech[:1]), "",
+                                               *ev.recognizer.transcribe(speech[1:]), ""]
+    probs = ev.style.predict_proba(mixed)
+    np.testing.assert_allclose(probs[[0, 2]], ev.style.predict_proba(speech), atol=1e-6)
+    np.testing.assert_allclose(probs[[1, 3]], 1.0 / len(ev.style.styles))
+    scores = ev.unit_lm.score(mixed)
+    np.testing.assert_allclose(scores[[0, 2]], ev.unit_lm.score(speech), atol=1e-6)
+    np.testing.assert_allclose(scores[[1, 3]], -np.log(48), rtol=1e-6)
+    assert ev.recognizer.transcribe([]) == [] and ev.style.predict_proba([]).shape == (0, len(ev.style.styles))
+
+
+def _tiny_unit_lm():
+    from wavalign_kit.evaluators import UnitLM
+
+    return UnitLM({"num_units": 8, "embed_dim": 4, "hidden": 8, "layers": 1, "dropout": 0.0})
+
+
+def test_early_stopping_keeps_the_best_development_weights():
+    from wavalign_kit.evaluators.fit import fit
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    units = [rng.integers(0, 8, int(rng.integers(3, 9))) for _ in range(64)]
+    figures = iter([0.9, 0.8, 0.5, 0.6, 0.7, 0.65, 0.9, 0.9, 0.9, 0.9])    # best at the third check
+    seen = []
+
+    def scripted_figure(model, dev_units, dev_targets):
+        seen.append({k: v.clone() for k, v in model.net.state_dict().items()})
+        return next(figures)
+
+    model = _tiny_unit_lm()
+    cfg = EvaluatorConfig.preset("smoke", batch_size=4, dev_checks=10, patience=3)
+    result = fit(model, units, [None] * 64, epochs=10, cfg=cfg, desc="t", dev=(units[:4], [None] * 4),
+                 dev_figure=scripted_figure, progress=False)
+    assert result.planned_updates == 160 and [u for u, _ in result.dev_checks] == [16, 32, 48, 64, 80, 96]
+    assert result.stopped_early and result.updates == 96 and result.best_update == 48
+    final = model.net.state_dict()
+    assert all(torch.equal(final[k], seen[2][k]) for k in final)             # the weights of the best check
+    assert not all(torch.equal(final[k], seen[-1][k]) for k in final)
+
+
+def test_no_early_stop_in_the_first_half_or_without_a_dev_slice():
+    from wavalign_kit.evaluators.fit import fit
+
+    rng = np.random.default_rng(1)
+    units = [rng.integers(0, 8, 5) for _ in range(16)]
+    flat = fit(_tiny_unit_lm(), units, [None] * 16, epochs=8, cfg=EvaluatorConfig.preset("smoke", batch_size=4,
+               dev_checks=32, patience=1), desc="t", dev=(units[:2], [None] * 2),
+               dev_figure=lambda *_: 1.0, progress=False)          # a plateau (CTC's all-blank start)
+    assert flat.stopped_early and flat.updates == flat.planned_updates // 2 + 1
+    plain = fit(_tiny_unit_lm(), units, [None] * 16, epochs=2, cfg=EvaluatorConfig.preset("smoke", batch_size=4),
+                desc="t", progress=False)
+    assert plain.updates == plain.planned_updates == 8 and plain.dev_checks == [] and len(plain.losses) == 2
+
+
+def _state_dicts(root):
+    from wavalign_kit.evaluators.jobs import KINDS
+
+    return {kind: torch.load(root / kind / "model.pt", weights_only=True) for kind in KINDS}
+
+
+def test_evaluator_cache_reuses_a_matching_set_and_retrains_another(tmp_path, items):
+    from wavalign_kit.evaluators import read_manifest
+
+    torch.set_num_threads(1)
+    cfg = EvaluatorConfig.preset("smoke", recognizer_epochs=2, style_epochs=1, unit_lm_epochs=1, num_units=48)
+    train, held = items[::2], items[1::2]
+    first = train_evaluators(train, held, tmp_path / "a", cfg, cache_root=tmp_path / "cache")
+    assert first["cache"]["status"] == "trained"
+    assert (tmp_path / "cache" / first["cache"]["key"] / "metrics.json").is_file()
+
+    again = train_evaluators(train, held, tmp_path / "b", cfg, cache_root=tmp_path / "cache")
+    assert again["cache"] == {"key": first["cache"]["key"], "status": "reused"}
+    assert again["recognizer_wer"] == first["recognizer_wer"] and again["style_accuracy"] == first["style_accuracy"]
+    a, b = _state_dicts(tmp_path / "a"), _state_dicts(tmp_path / "b")
+    assert all(torch.equal(a[kind][k], b[kind][k]) for kind in a for k in a[kind])
+    assert read_manifest(tmp_path / "b") == read_manifest(tmp_path / "a")
+    assert Evaluators.load(tmp_path / "b").style.styles == sorted({it["style"] for it in train})
+
+    other = train_evaluators(train, held, tmp_path / "c", EvaluatorConfig.preset(
+        "smoke", recognizer_epochs=2, style_epochs=1, unit_lm_epochs=1, num_units=48, seed=1),
+        cache_root=tmp_path / "cache")
+    assert other["cache"]["status"] == "trained" and other["cache"]["key"] != first["cache"]["key"]
+    changed = [dict(it, units=it["units"][:-1]) if i == 0 else it for i, it in enumerate(train)]   # other units
+    moved = train_evaluators(changed, held, tmp_path / "d", cfg, cache_root=tmp_path / "cache")
+    assert moved["cache"]["status"] == "trained"
+    assert len(list((tmp_path / "cache").iterdir())) == 3
+
+
+def test_parallel_training_gives_the_same_models(tmp_path, items):
+    torch.set_num_threads(1)
+    cfg = EvaluatorConfig.preset("smoke", recognizer_epochs=1, style_epochs=1, unit_lm_epochs=1, num_units=48)
+    one = train_evaluators(items[::2], items[1::2], tmp_path / "one", cfg, workers=1)
+    two = train_evaluators(items[::2], items[1::2], tmp_path / "two", cfg, workers=2)
+    assert one["recognizer_wer"] == two["recognizer_wer"] and one["unit_lm_nll"] == two["unit_lm_nll"]
+    a, b = _state_dicts(tmp_path / "one"), _state_dicts(tmp_path / "two")
+    assert all(torch.equal(a[kind][k], b[kind][k]) for kind in a for k in a[kind])
+
+
+def test_half_rate_recognizer_and_config_errors():
+    from wavalign_kit.evaluators import Recognizer
+    from wavalign_kit.evaluators.encoder import pad_units
+
+    spec = {"num_units": 8, "embed_dim": 4, "hidden": 6, "layers": 2, "dropout": 0.0, "encoder": "half_rate_gru",
+            **Recognizer.spec_for(["yes no"])}
+    rec = Recognizer(spec)
+    units, lengths = pad_units([np.array([1, 2, 3, 4, 5]), np.array([1, 2])], 8)
+    assert rec.net.encoder(units, lengths).shape == (2, 3, 12)                    # ceil(5 / 2) half-rate frames
+    assert rec.net.encoder.output_lengths(lengths).tolist() == [3, 1]
+    assert rec.net(units, lengths).shape == (2, 5 * rec.net.upsample, len(rec.vocab))   # the slots of full rate
+    alone = rec.net(units[1:, :2], lengths[1:])                                    # padding changes nothing
+    torch.testing.assert_close(rec.net(units, lengths)[1:, : 2 * rec.net.upsample], alone)
+    assert isinstance(rec.transcribe([np.array([1, 2, 3, 4])])[0], str)
+    with pytest.raises(ValueError, match="encoder='lstm'"):
+        Recognizer({**spec, "encoder": "lstm"})
+    with pytest.raises(ValueError, match="recognizer_encoder='lstm'"):
+        EvaluatorConfig(recognizer_encoder="lstm").validate()
+    with pytest.raises(ValueError, match="patience=0"):
+        EvaluatorConfig(patience=0).validate()
+
+
+def test_bidirectional_gru_over_padded_batches_matches_a_packed_one():
+    from torch import nn
+
+    from wavalign_kit.evaluators.encoder import UnitEncoder, pad_units
+
+    torch.manual_seed(0)
+    enc = UnitEncoder(16, 8, 12, 1, 0.0).eval()
+    packed_gru = nn.GRU(12, 12, batch_first=True, bidirectional=True)
+    packed_gru.load_state_dict({**enc.gru[0].state_dict(),
+                                **{k + "_reverse": v for k, v in enc.gru[1].state_dict().items()}})
+    units, lengths = pad_units([np.random.default_rng(i).integers(0, 16, n) for i, n in enumerate([7, 3, 5])], 16)
+    with torch.no_grad():
+        convs_only = UnitEncoder(16, 8, 12, 1, 0.0, rnn=False).eval()
+        convs_only.load_state_dict({k: v for k, v in enc.state_dict().items() if not k.startswith(("gru", "norm_out"))})
+        packed = nn.utils.rnn.pack_padded_sequence(convs_only(units, lengths), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        expected, _ = nn.utils.rnn.pad_packed_sequence(packed_gru(packed)[0], batch_first=True, total_length=7)
+        valid = torch.arange(7)[None, :] < lengths[:, None]
+        torch.testing.assert_close(enc(units, lengths)[valid], enc.norm_out(expected)[valid])

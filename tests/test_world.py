@@ -10,7 +10,16 @@ import pytest
 import torch
 
 from wavalign_kit.config import ConfigError
-from wavalign_kit.world import Example, WorldConfig, build_world, load_examples, main, verify, world_config
+from wavalign_kit.world import (
+    Example,
+    WorldConfig,
+    build_world,
+    load_examples,
+    load_world,
+    main,
+    verify,
+    world_config,
+)
 from wavalign_kit.world.build import BUILDING, _prepare_dir
 from wavalign_kit.world.corpus import text_tokens
 from wavalign_kit.world.schema import AUDIO_PLACEHOLDER
@@ -25,7 +34,8 @@ SPLITS = ("train", "rl", "valid", "test")
 def test_world_files_and_summary(smoke_world_dir):
     cfg = world_config("smoke")
     for name in ("summary.json", "train.jsonl", "rl.jsonl", "valid.jsonl", "test.jsonl", "facts.json", "codec/codec.json",
-                 "tokenizer/tokenizer.json", "evaluators/recognizer", "evaluators/style", "evaluators/unit_lm"):
+                 "tokenizer/tokenizer.json", "evaluators/recognizer", "evaluators/style", "evaluators/unit_lm",
+                 "examiners/recognizer", "examiners/style", "examiners/unit_lm", "examiners/utterances.jsonl"):
         assert (smoke_world_dir / name).exists(), name
     assert not (smoke_world_dir / BUILDING).exists()
     summary = json.loads((smoke_world_dir / "summary.json").read_text())
@@ -36,6 +46,11 @@ def test_world_files_and_summary(smoke_world_dir):
     assert set(summary["timings"]) >= {"synthesise", "fit codec", "encode units", "train evaluators"}
     assert summary["units_per_text_token"]["count"] == cfg.train_size + cfg.rl_size + cfg.valid_size + cfg.test_size
     assert summary["units_per_text_token"]["outside"] == 0
+    for name in ("evaluators", "examiners"):         # both sets' held-out figures, side by side
+        figures = summary[name]
+        assert 0.0 <= figures["recognizer_wer"] and 0.0 <= figures["style_accuracy"] <= 1.0
+        assert figures["heldout_utterances"] == summary["sizes"][f"{name[:-1]}_heldout"]
+    assert summary["recognizer_wer"] == summary["evaluators"]["recognizer_wer"]   # top level: the reward models
 
 
 def test_jsonl_records_carry_the_authors_and_kit_fields(smoke_world_dir):
@@ -229,3 +244,50 @@ def test_load_examples_round_trip(smoke_world_dir):
     exs = load_examples(smoke_world_dir / "valid.jsonl")
     assert [e.id for e in exs] == [json.loads(line)["id"] for line in
                                    (smoke_world_dir / "valid.jsonl").read_text().splitlines()]
+
+
+def test_examiners_are_independent_of_the_reward_models(smoke_world, smoke_world_dir):
+    """No shared weights and no shared utterances (text or audio) between the evaluators and the examiners."""
+    from wavalign_kit.evaluators import read_manifest
+
+    for kind in ("recognizer", "style", "unit_lm"):
+        ev = getattr(smoke_world.evaluators, kind).net.state_dict()
+        ex = getattr(smoke_world.examiners, kind).net.state_dict()
+        shared = [k for k in ev.keys() & ex.keys()
+                  if ev[k].shape == ex[k].shape and ev[k].is_floating_point() and torch.equal(ev[k], ex[k])
+                  and ev[k].abs().sum() > 0 and not (ev[k] == 1).all()]      # layer-norm gains start at 1
+        assert not shared, (kind, shared)
+    assert smoke_world.examiners.recognizer.spec["encoder"] != smoke_world.evaluators.recognizer.spec["encoder"]
+    ev_rows, ex_rows = read_manifest(smoke_world_dir / "evaluators"), read_manifest(smoke_world_dir / "examiners")
+    cfg = world_config("smoke")
+    assert len(ev_rows) == cfg.evaluator_utterances and len(ex_rows) == cfg.examiner_utterances
+    assert not {r["text"] for r in ev_rows} & {r["text"] for r in ex_rows}
+    assert not {r["audio"] for r in ev_rows} & {r["audio"] for r in ex_rows}
+    corpus = {ex.target_text for split in ("train", "valid", "test") for ex in smoke_world.split(split)}
+    assert not corpus & ({r["text"] for r in ev_rows} | {r["text"] for r in ex_rows})
+    seeds = {json.loads((smoke_world_dir / s / "metrics.json").read_text())["seed"] for s in ("evaluators", "examiners")}
+    assert len(seeds) == 2
+
+
+def test_world_reuses_cached_evaluator_sets(tmp_path):
+    """A second world with the same evaluator config and speech reuses that set; another config retrains."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    small = {"train_size": 6, "valid_size": 2, "test_size": 2, "evaluator_utterances": 60, "examiner_utterances": 40,
+             "codec_fit_utterances": 20, "num_units": 32,
+             "evaluators": {"scale": "smoke", "recognizer_epochs": 1, "style_epochs": 1, "unit_lm_epochs": 1},
+             "examiners": {"scale": "smoke", "recognizer_epochs": 1, "style_epochs": 1, "unit_lm_epochs": 1}}
+    cache = tmp_path / "cache"
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        first = build_world(world_config("smoke", small), tmp_path / "a", quiet=True, workers=1, evaluator_cache=cache)
+        other = build_world(world_config("smoke", {**small, "examiners": {**small["examiners"], "seed": 7}}),
+                            tmp_path / "b", quiet=True, workers=1, evaluator_cache=cache)
+    assert [first[s]["cache"]["status"] for s in ("evaluators", "examiners")] == ["trained", "trained"]
+    assert [other[s]["cache"]["status"] for s in ("evaluators", "examiners")] == ["reused", "trained"]
+    assert other["evaluators"]["recognizer_wer"] == first["evaluators"]["recognizer_wer"]
+    assert other["examiners"]["seed"] == 7 and first["examiners"]["seed"] == first["evaluators"]["seed"] + 1
+    a, b = load_world(tmp_path / "a"), load_world(tmp_path / "b")
+    assert all(torch.equal(v, b.evaluators.recognizer.net.state_dict()[k])
+               for k, v in a.evaluators.recognizer.net.state_dict().items())

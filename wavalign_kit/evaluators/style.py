@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavalign_kit.evaluators.base import UnitEvaluator, batched
-from wavalign_kit.evaluators.encoder import UnitEncoder, check_units, pad_units
+from wavalign_kit.evaluators.encoder import UnitEncoder, check_units, on_nonempty, pad_units
 
 
 class StyleNet(nn.Module):
@@ -51,10 +51,15 @@ class StyleClassifier(UnitEvaluator):
         labels = torch.tensor([self.style_ids[s] for s in targets], dtype=torch.long, device=self.device)
         return F.cross_entropy(self.net(units, lengths), labels)
 
-    @torch.no_grad()
     def predict_proba(self, units_list: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """(N, S) style probabilities, columns in the order of `styles`."""
+        """(N, S) style probabilities, columns in the order of `styles` (uniform for an empty sequence)."""
         units_list = check_units(units_list, self.num_units)
+        uniform = np.full(len(self.styles), 1.0 / len(self.styles), np.float32)
+        rows = on_nonempty(units_list, lambda units: self._predict_proba(units, batch_size), uniform)
+        return np.stack(rows) if rows else np.zeros((0, len(self.styles)), np.float32)
+
+    @torch.no_grad()
+    def _predict_proba(self, units_list: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
         self.net.eval()
         probs = []
         for idx in batched(len(units_list), batch_size):

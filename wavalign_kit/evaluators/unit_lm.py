@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavalign_kit.evaluators.base import UnitEvaluator, batched
-from wavalign_kit.evaluators.encoder import check_units, pad_units
+from wavalign_kit.evaluators.encoder import check_units, on_nonempty, pad_units
 
 
 class UnitLMNet(nn.Module):
@@ -50,10 +50,15 @@ class UnitLM(UnitEvaluator):
         logp, mask = self._token_logp(units_list)
         return -(logp * mask).sum() / mask.sum()
 
-    @torch.no_grad()
     def score(self, units_list: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """(N,) mean log-likelihood per unit of each sequence, in nats."""
+        """(N,) mean log-likelihood per unit of each sequence, in nats; an empty sequence scores -log(num_units),
+        the likelihood of a guess (no speech is no more natural than noise)."""
         units_list = check_units(units_list, self.num_units)
+        rows = on_nonempty(units_list, lambda units: self._score(units, batch_size), -float(np.log(self.num_units)))
+        return np.asarray(rows, dtype=np.float32)
+
+    @torch.no_grad()
+    def _score(self, units_list: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
         self.net.eval()
         scores = []
         for idx in batched(len(units_list), batch_size):

@@ -68,9 +68,8 @@ def evaluate_base(model: SpokenDialogueModel, world, examples, cfg: WarmstartCon
         texts += r.texts
         units += [np.asarray(u).reshape(len(u), -1)[:, 0] if np.asarray(u).ndim > 1 else np.asarray(u) for u in r.units]
     ev = world.evaluators
-    nonempty = [u if len(u) else np.zeros(1, dtype=np.int64) for u in units]
-    heard = ev.recognizer.transcribe(nonempty)
-    styles = _style_names(ev.style.predict(nonempty), list(getattr(ev.style, "styles", [])))
+    heard = ev.recognizer.transcribe(units)
+    styles = _style_names(ev.style.predict(units), list(getattr(ev.style, "styles", [])))
     text_ok = np.array([verify(ex, t) for ex, t in zip(examples, texts)], dtype=float)
     speech_ok = np.array([verify(ex, h) for ex, h in zip(examples, heard)], dtype=float)
     wer = np.array([min(1.0, float(word_error_rate(t, h))) if t.strip() else 1.0 for t, h in zip(texts, heard)])

@@ -6,6 +6,14 @@ Stages (each printed with its time and size): generate tasks -> synthesise speec
 Splits: ``train`` (warm-start data), ``rl`` (RL prompts the warm start never sees), ``valid`` (the warm start's
 validation loss; RL-pool questions), ``test`` (held-out wording and content); see tasks.py.
 
+Two evaluator sets are trained, on disjoint synthesised utterances with other seeds (``world/evaluator_speech.py``):
+``evaluators/`` are the reward models (rewards use them: ``world.evaluators``) and ``examiners/`` are the
+models evaluation scores with (``world.examiners``); summary.json holds both sets' held-out figures side by
+side (``evaluators``, ``examiners``). Synthesis and unit encoding of their speech, and their training, run on
+``workers`` processes (default: up to 2 cores); a set whose config and utterances match one trained before is
+copied from the evaluator cache (``evaluators/cache.py``: ``data/cache/evaluators`` or
+``$WAVALIGN_EVALUATOR_CACHE``; ``evaluator_cache=False`` / ``--no-evaluator-cache`` turns it off).
+
 Caching: summary.json (written last, atomically) records the config hash and an inventory of the world's files.
 Building again with the same config is a no-op once the inventory matches (a damaged world is an error, never
 reused). A different config into the same directory is an error (nothing is deleted) unless
@@ -28,21 +36,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from wavalign_kit.config import ConfigError, deep_update, from_dict, load_profile, parse_overrides
 from wavalign_kit.paths import Workspace
 from wavalign_kit.speech import SAMPLE_RATE, STYLES, Synthesizer, read_wav
 from wavalign_kit.world.corpus import (
     SPLIT_POOLS,
-    evaluator_sentences,
     mark_answer_seen,
     ratio_stats,
     seen_shares,
     synthesize_corpus,
-    synthesize_file,
     text_tokens,
 )
+from wavalign_kit.world.evaluator_speech import encode_utterances, evaluator_utterances, synthesize_utterances
 from wavalign_kit.world.integrity import CorruptWorldError, check_world, inventory, read_summary
 from wavalign_kit.world.protocol import SPLITS
 from wavalign_kit.world.tasks import (
@@ -53,14 +59,16 @@ from wavalign_kit.world.tasks import (
     task_counts,
     vocabulary,
 )
-from wavalign_kit.world.units import UNITS_DIR, save_units
+from wavalign_kit.world.units import UNITS_DIR
 
-FORMAT_VERSION = 3          # bump when the world's files change meaning; part of the config hash
+FORMAT_VERSION = 4          # bump when the world's files change meaning; part of the config hash
                             # (2: layer-normalised evaluator encoders, whose weights 1 cannot load;
-                            #  3: rl split, held-out content, context task, hashed unit caches, file inventory)
-WORLD_FILES = ("audio", UNITS_DIR, "codec", "tokenizer", "evaluators", "facts.json", "summary.json",
+                            #  3: rl split, held-out content, context task, hashed unit caches, file inventory;
+                            #  4: examiners, per-utterance synthesis seeds, early-stopped evaluators)
+WORLD_FILES = ("audio", UNITS_DIR, "codec", "tokenizer", "evaluators", "examiners", "facts.json", "summary.json",
                *(f"{s}.jsonl" for s in SPLITS))
 BUILDING = ".building"
+PARALLEL_FROM_UTTERANCES = 2000   # evaluator + examiner utterances from which build_world uses worker processes
 
 
 @dataclass
@@ -73,7 +81,8 @@ class WorldConfig:
     valid_size: int = 200            # the warm start's validation loss (RL-pool questions, disjoint from train)
     test_size: int = 300             # held-out wording and held-out content
     evaluator_utterances: int = 1500  # separate synthesised sentences for the evaluators (all styles)
-    evaluator_heldout: float = 0.2   # share of them held out to report recognizer_wer / style_accuracy
+    examiner_utterances: int = 1500  # and for the examiners (other sentences, other synthesis seeds)
+    evaluator_heldout: float = 0.2   # share of each set held out to report recognizer_wer / style_accuracy
     codec_fit_utterances: int = 400  # utterances the codec's k-means is fitted on
     num_units: int = 256             # speech units (codec k-means clusters)
     frame_rate: float = 25.0         # units per second
@@ -86,10 +95,11 @@ class WorldConfig:
     ratio_bounds: list[float] = field(default_factory=lambda: [4.0, 10.0])   # speech units per text token
     max_redraws: int = 100           # task redraws per record to keep its responses within ratio_bounds
     evaluators: dict[str, Any] = field(default_factory=dict)   # {"scale": smoke|cpu|gpu, EvaluatorConfig overrides}
+    examiners: dict[str, Any] = field(default_factory=dict)    # the same for the examiners (trained with seed + 1)
 
     def validate(self) -> WorldConfig:
         """Raise ConfigError naming the first unusable field."""
-        for name in ("train_size", "rl_size", "valid_size", "test_size", "evaluator_utterances",
+        for name in ("train_size", "rl_size", "valid_size", "test_size", "evaluator_utterances", "examiner_utterances",
                      "codec_fit_utterances"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"world.{name}={getattr(self, name)}: must be >= 1")
@@ -114,6 +124,7 @@ class WorldConfig:
         except ValueError as err:
             raise ConfigError(f"world: {err}") from None
         self.evaluator_config(self.num_units)
+        self.evaluator_config(self.num_units, "examiners")
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise ConfigError(f"world.tasks={self.tasks}: choose a non-empty subset of {list(TASKS)}")
@@ -126,23 +137,21 @@ class WorldConfig:
             raise ConfigError(f"world.{err}") from None
         return self
 
-    def evaluator_config(self, num_units: int):
-        """The EvaluatorConfig: the preset of ``evaluators.scale`` (default cpu), its overrides, the world's seed."""
+    def evaluator_config(self, num_units: int, which: str = "evaluators"):
+        """The EvaluatorConfig of set ``which`` (evaluators or examiners): the preset of its ``scale`` (default
+        cpu) with its overrides; unless overridden, the evaluators train with the world's seed, the examiners
+        with seed + 1."""
         from wavalign_kit.evaluators import EvaluatorConfig
-        from wavalign_kit.evaluators.training import resolve_device
 
-        overrides = dict(self.evaluators)
+        overrides = dict(getattr(self, which))
         scale = overrides.pop("scale", "cpu")
-        checked = from_dict(EvaluatorConfig, overrides, "world.evaluators")
+        checked = from_dict(EvaluatorConfig, overrides, f"world.{which}")
         try:
-            resolve_device(checked.device)
-        except ValueError as err:
-            raise ConfigError(f"world.{err}") from None
-        try:
-            return EvaluatorConfig.preset(scale, **{k: getattr(checked, k) for k in overrides},
-                                          seed=self.seed, num_units=num_units)
-        except ValueError as err:
-            raise ConfigError(f"world.evaluators.scale: {err}") from None
+            params = {"seed": self.seed + (which == "examiners"), **{k: getattr(checked, k) for k in overrides},
+                      "num_units": num_units}
+            return EvaluatorConfig.preset(scale, **params).validate()
+        except ValueError as err:      # its message starts with the field: scale=..., device=..., lr=...
+            raise ConfigError(f"world.{which}.{err}") from None
 
     def hash(self) -> str:
         """Stable hash of the config (and the world format version)."""
@@ -225,10 +234,19 @@ def _prepare_dir(cfg_hash: str, out: Path, overwrite: bool, quiet: bool) -> dict
 
 # ---- the build ----------------------------------------------------------------------------------------------
 
-def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, quiet: bool = False) -> dict:
-    """Build the world into ``out`` and return its summary; a second call with the same config is a no-op."""
+def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, quiet: bool = False,
+                workers: int | None = None, evaluator_cache: bool | str | Path = True) -> dict:
+    """Build the world into ``out`` and return its summary; a second call with the same config is a no-op.
+
+    ``workers``: processes for the evaluator sets' synthesis, the unit encoding and the evaluator training
+    (None: up to 2 cores for worlds with PARALLEL_FROM_UTTERANCES evaluator utterances or more, else 1: all
+    in this process). ``evaluator_cache``: True (the default cache root), a directory, or False (always
+    train). Neither changes what is built.
+    """
     from wavalign_kit.codec import MelKMeansCodec
-    from wavalign_kit.evaluators import train_evaluators
+    from wavalign_kit.evaluators import EvaluatorSet, train_evaluator_sets
+    from wavalign_kit.evaluators.cache import default_cache_root
+    from wavalign_kit.worker_pool import default_workers
     from wavalign_kit.world.tokenizer import build_tokenizer
 
     cfg.validate()
@@ -237,11 +255,14 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
     existing = _prepare_dir(cfg_hash, out, overwrite, quiet)
     if existing is not None:
         return existing
+    if workers is None:   # spawning workers (~2 s each) costs more than a small world's evaluator jobs
+        big = cfg.evaluator_utterances + cfg.examiner_utterances >= PARALLEL_FROM_UTTERANCES
+        workers = default_workers() if big else 1
+    cache_root = default_cache_root() if evaluator_cache is True else Path(evaluator_cache) if evaluator_cache else None
     timings: dict[str, float] = {}
     seeds = np.random.SeedSequence(cfg.seed).spawn(9)
     rng_facts, rng_train, rng_valid, rng_test, rng_mode, rng_synth, rng_eval, rng_fit, rng_rl = (
         np.random.default_rng(s) for s in seeds)
-    bar = dict(disable=quiet, leave=False, mininterval=1.0)
 
     with _stage("generate tasks", timings, quiet):
         facts = generate_facts(rng_facts, cfg.num_people)
@@ -263,18 +284,19 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
             ratio_bounds=cfg.ratio_bounds, max_redraws=cfg.max_redraws, edge_silence=cfg.edge_silence,
             s2s_fraction=cfg.s2s_fraction, avoid={"rl": rl_questions, "valid": rl_questions}, progress=not quiet)
 
-        # The evaluators' own sentences: disjoint from every corpus response, in all styles.
+        # The evaluator sets' own sentences: disjoint from every corpus response and from each other, all styles.
         targets = {r["sft_target_text"] for recs in records.values() for r in recs}
         n_eval = cfg.evaluator_utterances
-        eval_texts = evaluator_sentences(rng_eval, n_eval, exclude=targets)
-        eval_jobs = [(f"audio/eval-{i:05d}.wav", t, cfg.styles[i % len(cfg.styles)]) for i, t in enumerate(eval_texts)]
-        for rel, text, style in tqdm(eval_jobs, desc="synthesise evaluator speech", **bar):
-            seconds += synthesize_file(out / rel, synth, text, style, rng_synth, cfg.edge_silence) / SAMPLE_RATE
+        eval_sets = evaluator_utterances(rng_eval, {"evaluators": n_eval, "examiners": cfg.examiner_utterances},
+                                         cfg.styles, cfg.seed, exclude=targets)
+        seconds += synthesize_utterances(out, [u for us in eval_sets.values() for u in us],
+                                         edge_silence=cfg.edge_silence, workers=workers, progress=not quiet)
+        eval_jobs, exam_jobs = ([(u.audio, u.text, u.style) for u in eval_sets[k]] for k in ("evaluators", "examiners"))
         vocab = vocabulary()
-        words = {w for _, t, _ in jobs + eval_jobs for w in t.split()}
+        words = {w for _, t, _ in jobs + eval_jobs + exam_jobs for w in t.split()}
         assert words <= set(vocab), f"words outside the closed vocabulary: {sorted(words - set(vocab))}"
         if not quiet:
-            print(f"[world]   {len(jobs) + len(eval_jobs)} utterances, {seconds / 60:.1f} min of speech, "
+            print(f"[world]   {len(jobs) + len(eval_jobs) + len(exam_jobs)} utterances, {seconds / 60:.1f} min of speech, "
                   f"{_dir_size(out / 'audio') / 1e6:.1f} MB; redrawn for the units/text band: {redraws}", flush=True)
 
     with _stage("fit codec", timings, quiet):
@@ -287,11 +309,8 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
         codec.save(out / "codec")
 
     with _stage("encode units", timings, quiet):
-        units: dict[str, np.ndarray] = {}
-        (out / UNITS_DIR).mkdir(exist_ok=True)
-        for rel, _, _ in tqdm(jobs + eval_jobs, desc="encode units", **bar):
-            units[rel] = codec.encode(read_wav(out / rel), SAMPLE_RATE).astype(np.int64)
-            save_units(out, rel, units[rel])
+        units = encode_utterances(out, [rel for rel, _, _ in jobs + eval_jobs + exam_jobs], workers=workers,
+                                  progress=not quiet)
         if not quiet:
             print(f"[world]   {sum(map(len, units.values()))} units, {_dir_size(out / UNITS_DIR) / 1e6:.1f} MB",
                   flush=True)
@@ -310,17 +329,22 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
         tokenizer.save_pretrained(str(out / "tokenizer"))
 
     with _stage("train evaluators", timings, quiet):
-        items = [{"text": t, "style": s, "units": units[rel], "audio": rel} for rel, t, s in eval_jobs]
-        figures = train_evaluators(items[n_heldout:], items[:n_heldout], out / "evaluators",
-                                   cfg.evaluator_config(codec.num_units))
+        n_exam_heldout = max(1, int(round(cfg.evaluator_heldout * cfg.examiner_utterances)))
+        sets = {}
+        for name, set_jobs, n_held in (("evaluators", eval_jobs, n_heldout), ("examiners", exam_jobs, n_exam_heldout)):
+            items = [{"text": t, "style": s, "units": units[rel], "audio": rel} for rel, t, s in set_jobs]
+            sets[name] = EvaluatorSet(items[n_held:], items[:n_held], out / name,
+                                      cfg.evaluator_config(codec.num_units, name))
+        figures = train_evaluator_sets(sets, workers=workers, cache_root=cache_root, progress=not quiet)
 
     train_questions = {r["question_text"] for r in records["train"]}
     summary = {
         "config_hash": cfg_hash,
         "format_version": FORMAT_VERSION,
         "config": dataclasses.asdict(cfg),
-        "sizes": {**{s: len(r) for s, r in records.items()}, "utterances": len(jobs) + len(eval_jobs),
+        "sizes": {**{s: len(r) for s, r in records.items()}, "utterances": len(jobs) + len(eval_jobs) + len(exam_jobs),
                   "evaluator_train": n_eval - n_heldout, "evaluator_heldout": n_heldout,
+                  "examiner_train": cfg.examiner_utterances - n_exam_heldout, "examiner_heldout": n_exam_heldout,
                   "vocabulary": len(vocab), "tokenizer": len(tokenizer), "num_units": codec.num_units,
                   "speech_seconds": round(seconds, 1), "bytes": _dir_size(out)},
         "task_types": {s: {t: sum(r["task_type"] == t for r in recs) for t in ("s2s", "t2s")}
@@ -333,10 +357,11 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
            for s in ("rl", "valid", "test")},
         "units_per_text_token": ratio_stats(ratios, ratio_styles),
         "timings": timings,
-        "recognizer_wer": figures["recognizer_wer"],
-        "style_accuracy": figures["style_accuracy"],
-        "unit_lm_nll": figures.get("unit_lm_nll"),
-        "evaluators": figures,
+        "recognizer_wer": figures["evaluators"]["recognizer_wer"],     # the reward models' figures
+        "style_accuracy": figures["evaluators"]["style_accuracy"],
+        "unit_lm_nll": figures["evaluators"]["unit_lm_nll"],
+        "evaluators": figures["evaluators"],                            # both sets' held-out figures side by side
+        "examiners": figures["examiners"],
         "inventory": inventory(out, skip=("summary.json", BUILDING)),
     }
     write_atomic(out / "summary.json", json.dumps(summary, indent=1, default=float))
@@ -357,26 +382,36 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a world: key, e.g. -p train_size=500 (a leading 'world.' is optional)")
     parser.add_argument("--overwrite", action="store_true", help="rebuild a world built with another config")
     parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for torch / k-means (0: the libraries' defaults; 1 is fastest for the "
-                             "tiny evaluator models on a busy machine)")
+                        help="CPU threads for torch / k-means in this process (0: the libraries' defaults); "
+                             "worker processes always run single-threaded")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes for evaluator speech, unit encoding and evaluator training "
+                             "(0: up to 2 cores for cpu-scale worlds, 1 for small ones; 1: all in this process)")
+    parser.add_argument("--evaluator-cache", default=None, metavar="DIR",
+                        help="where trained evaluator sets are cached and reused (default: $WAVALIGN_EVALUATOR_CACHE "
+                             "or data/cache/evaluators)")
+    parser.add_argument("--no-evaluator-cache", action="store_true", help="always train the evaluator sets")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else Workspace.cache(Path(args.profile).stem).world
     cfg = world_config(args.profile, parse_overrides([p.removeprefix("world.") for p in args.param]))
+    cache = False if args.no_evaluator_cache else args.evaluator_cache or True
+    options = dict(overwrite=args.overwrite, workers=args.workers or None, evaluator_cache=cache)
     if args.threads > 0:
         import torch
         from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(args.threads)
         with threadpool_limits(limits=args.threads):
-            summary = build_world(cfg, out, overwrite=args.overwrite)
+            summary = build_world(cfg, out, **options)
     else:
-        summary = build_world(cfg, out, overwrite=args.overwrite)
-    figures = {k: summary[k] for k in ("recognizer_wer", "style_accuracy") if k in summary}
+        summary = build_world(cfg, out, **options)
     r = summary["units_per_text_token"]
-    print(f"[world] {out}: evaluators on held-out speech: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in figures.items())
-          + f"; speech units per text token: median {r['median']:.2f} (min {r['min']:.2f}, max {r['max']:.2f}, "
-          f"{r['outside']} of {r['count']} outside {r['bounds']})")
+    for name in ("evaluators", "examiners"):
+        figures = summary.get(name, {})
+        print(f"[world] {out}: {name} on held-out speech: "
+              + ", ".join(f"{k} {figures[k]:.3f}" for k in ("recognizer_wer", "style_accuracy") if k in figures))
+    print(f"[world] {out}: speech units per text token: median {r['median']:.2f} (min {r['min']:.2f}, "
+          f"max {r['max']:.2f}, {r['outside']} of {r['count']} outside {r['bounds']})")
     return 0
 
 

@@ -21,6 +21,8 @@ class JsonlWorld:
     """A directory of JSONL splits with its codec: ``split(name)`` loads (and memoises) a split's Examples.
 
     ``kit``: the kit's schema (every kit field, 16 kHz audio); False for a user's own data (see schema.py).
+    ``evaluators`` are the reward models (rewards use them); ``examiners`` an independent set trained on other
+    utterances with other seeds, for evaluation only (None for own data). Both are ``Evaluators``.
     """
 
     root: Path
@@ -30,6 +32,7 @@ class JsonlWorld:
     summary: dict[str, Any]
     kit: bool = True
     seen_targets: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)  # own data, see own_data.py
+    examiners: Any = None
     _splits: dict[str, list[Example]] = field(default_factory=dict, repr=False)
 
     def split(self, name: SplitName) -> list[Example]:
@@ -76,4 +79,5 @@ def load_world(root: str | Path) -> JsonlWorld:
 
     return JsonlWorld(root=root, codec=load_codec(root / "codec"),
                       tokenizer=PreTrainedTokenizerFast.from_pretrained(str(root / "tokenizer")),
-                      evaluators=Evaluators.load(root / "evaluators"), summary=summary)
+                      evaluators=Evaluators.load(root / "evaluators"), summary=summary,
+                      examiners=Evaluators.load(root / "examiners"))
