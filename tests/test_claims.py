@@ -45,3 +45,22 @@ def test_contrasts_are_taken_within_each_architecture():
     table = contrast_table(pd.concat([a, b]), [Contrast("1", "grpo_full", "grpo_text", "wer", +1)], resamples=500)
     assert dict(zip(table["architecture"], table["verdict"])) == {"interleaved": "reproduced",
                                                                   "parallel": "inconclusive"}
+
+
+def test_the_reading_and_the_report_block_follow_the_table(tmp_path):
+    from wavalign_kit.report_sections import claims_block
+    from wavalign_kit.takeaways import claims_reading
+
+    frame = responses({"grpo_full": {"wer": 0.1}, "grpo_text": {}, "base": {}})
+    contrasts = [Contrast("1", "grpo_full", "grpo_text", "wer", +1), Contrast("2", "grpo_text", "base", "iq_text", +1)]
+    table = contrast_table(frame, contrasts, resamples=500)
+    reading = claims_reading(table)
+    assert "Claim 1: **holds**; 1 of 1 contrasts reproduced" in reading and "grpo_full - grpo_text wer +0.1" in reading
+    assert "Claim 2: **inconclusive**; no interval of its 1 contrasts excludes 0" in reading
+    assert "about 0.1 would exclude 0 by chance" in reading
+    assert claims_reading(table.iloc[:0]).startswith("- No claim can be tested")
+    (tmp_path / "metrics").mkdir()
+    assert claims_block(tmp_path) == []                        # no claims.csv: no section
+    table.to_csv(tmp_path / "metrics" / "claims.csv", index=False)
+    block = "\n".join(claims_block(tmp_path))
+    assert "### The paper's claims" in block and "| 1 | holds | 1 | 0 | 1 |" in block and reading in block

@@ -126,7 +126,7 @@ def _run_config(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _results_block(out_dir: Path, summary: dict, seeds: list) -> list[str]:
-    from wavalign_kit.report_sections import read_json
+    from wavalign_kit.report_sections import claims_block, read_json
     from wavalign_kit.takeaways import evaluation_reading
 
     lines = ["", f"### Results (held-out test split, seeds {seeds}: mean [95 % bootstrap interval])", ""]
@@ -142,7 +142,7 @@ def _results_block(out_dir: Path, summary: dict, seeds: list) -> list[str]:
               "(higher is better). Graded by the world's examiners when it has them, else by its reward models "
               "(`graded_by` in metrics/evaluation_summary.json).", "",
               evaluation_reading(summary, read_json(out_dir / "metrics" / "world_summary.json"))]
-    return lines
+    return lines + claims_block(out_dir)
 
 
 def write_report(out_dir: Path, summary: dict) -> Path:

@@ -120,6 +120,23 @@ def drift_block(out_dir: Path) -> list[str]:
             "", *frame_markdown(table, FIGURE_COLUMNS_DIGITS)]
 
 
+def claims_block(out_dir: Path) -> list[str]:
+    """The paper's claims as paired contrasts between presets (``metrics/claims.csv`` of notebook 04): the verdict
+    per claim and architecture, every contrast with its interval, and the reading."""
+    from wavalign_kit.claims import claim_verdicts
+    from wavalign_kit.takeaways import claims_reading
+
+    path = out_dir / "metrics" / "claims.csv"
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path, dtype={"architecture": str}).fillna({"architecture": ""})
+    return ["", "### The paper's claims (paired contrasts between presets, by item and seed)", "",
+            "reproduced: the 95 % interval excludes 0 on the side the paper predicts; contradicted: on the other "
+            "side; inconclusive: it includes 0. \"not worse\" (claim 3) is no detected deficit, not proof of "
+            "equality.", "", *frame_markdown(claim_verdicts(table)), "", *frame_markdown(table), "",
+            claims_reading(table)]
+
+
 def audio_block(out_dir: Path) -> list[str]:
     """Every clip once (identical files listed under the first), in the order they were written, with the caption
     saved beside it."""

@@ -15,7 +15,7 @@ from wavalign_kit.takeaways.analysis import (
     reward_analysis_reading,
     rollout_reading,
 )
-from wavalign_kit.takeaways.evaluation import deltas_reading, evaluation_reading
+from wavalign_kit.takeaways.evaluation import claims_reading, deltas_reading, evaluation_reading
 from wavalign_kit.takeaways.phrasing import change, compare, estimate
 from wavalign_kit.takeaways.training import mask_reading, training_reading, worked_step_reading
 from wavalign_kit.takeaways.world import (
@@ -27,7 +27,7 @@ from wavalign_kit.takeaways.world import (
     world_reading,
 )
 
-__all__ = ["base_model_reading", "change", "channel_reading", "compare", "component_reading", "deltas_reading",
+__all__ = ["base_model_reading", "change", "channel_reading", "claims_reading", "compare", "component_reading", "deltas_reading",
            "dilution_reading", "estimate", "evaluation_reading", "gate_reading", "gradient_reading", "judge_reading",
            "mask_reading", "profile_notice", "quality_table", "reward_analysis_reading", "rollout_reading",
            "speaking_rate_reading", "training_reading", "warmstart_reading", "worked_step_reading", "world_reading"]

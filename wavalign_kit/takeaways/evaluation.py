@@ -106,3 +106,28 @@ def deltas_reading(deltas) -> str:
         return f"- {line}: at this budget no method is distinguishable from the base model on any metric."
     shown = "; ".join(f"{r.model} {r.metric} {num(r.mean, 3, sign=True)}" for r in hits.itertuples())
     return f"- {line}: {shown}.\n{chance}"
+
+
+def claims_reading(table) -> str:
+    """The paper's claims (`claims.contrast_table`), one bullet per architecture and claim: its verdict, the
+    contrasts that decide it with their intervals, and how many excluded 0 against how many chance would give."""
+    from wavalign_kit.claims import claim_verdicts
+
+    if table.empty:
+        return "- No claim can be tested: the run evaluated none of the preset pairs the claims compare."
+    lines = []
+    for row in claim_verdicts(table).itertuples():
+        part = table[(table["architecture"] == row.architecture) & (table["claim"] == row.claim)]
+        decided = part[part["verdict"].isin(["reproduced", "contradicted"])]
+        where = f" ({row.architecture})" if row.architecture else ""
+        shown = decided if not decided.empty else part.loc[[part["delta"].abs().idxmax()]]
+        detail = "; ".join(f"{r.contrast} {r.metric} {num(r.delta, 3, sign=True)} "
+                           f"[{num(r.ci_low, 3, sign=True)}, {num(r.ci_high, 3, sign=True)}] {r.verdict}"
+                           for r in shown.itertuples())
+        lead = (f"{row.reproduced} of {row.contrasts} contrasts reproduced, {row.contradicted} contradicted"
+                if not decided.empty else f"no interval of its {row.contrasts} contrasts excludes 0; the largest")
+        lines.append(f"Claim {row.claim}{where}: **{row.verdict}**; {lead}: {detail}.")
+    n = len(table)
+    lines.append(f"Of the {n} intervals, about {0.05 * n:.1f} would exclude 0 by chance alone; a claim resting on "
+                 "one contrast is weak evidence on its own.")
+    return bullet_list(lines)
