@@ -1,6 +1,9 @@
 """How hard a world is for its warm-started base model: text-channel task accuracy per task on the rl and test
 splits (and on seen / unseen answers), sampled as the evaluation samples (temperature 0.7, top-p 0.9).
 
+Also the teacher-forced negative log-likelihood of the targets per token of each channel (text, speech): where
+a base model's loss sits when two architectures learn differently at the same budget.
+
 RL needs a base that is imperfect where it trains (no task near 0 or 1, so GRPO groups have reward variance) and
 the test split must leave room to generalise. Build a world and warm-start a base, then:
 
@@ -32,6 +35,25 @@ def text_accuracy(model, examples, seed: int, *, batch: int, max_new_tokens: int
         texts += model.generate(chunk, num_samples=1, text_sampling=sampling, speech_sampling=sampling,
                                 max_new_tokens=max_new_tokens, seed=seed * 100_003 + i).texts
     return np.array([float(verify(ex, t)) for ex, t in zip(examples, texts)])
+
+
+def channel_nll(model, examples, *, batch: int) -> dict[str, float]:
+    """Mean NLL per target token of each channel (text / speech), teacher-forced, in nats; ``words``: the text
+    channel without the parallel layout's text_pad steps (the text stream's filler while speech goes on)."""
+    from wavalign_kit.train.sft import target_batch
+
+    sums = {"text": 0.0, "words": 0.0, "speech": 0.0}
+    counts = dict.fromkeys(sums, 0)
+    pad = model.layout.text_pad_id
+    for i in range(0, len(examples), batch):
+        tokens = target_batch(model, examples[i: i + batch])
+        logp, _ = model.token_logprobs(tokens)
+        targets = tokens.input_ids[:, 1:].reshape(len(tokens), -1)                 # aligned with logp (B, N)
+        words = tokens.text_mask & (targets != pad) if pad is not None else tokens.text_mask
+        for name, mask in (("text", tokens.text_mask), ("words", words), ("speech", tokens.speech_mask)):
+            sums[name] += float(-logp[mask].sum())
+            counts[name] += int(mask.sum())
+    return {f"{k}_nll": round(sums[k] / max(counts[k], 1), 4) for k in sums}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,10 +94,14 @@ def main(argv: list[str] | None = None) -> int:
                 per_seed = ok[:, idx].mean(axis=1)
                 row[name] = {"n": len(idx), "accuracy": round(float(per_seed.mean()), 3),
                              "per_seed": [round(float(x), 3) for x in per_seed]}
+        with torch.no_grad():
+            row["target nll"] = channel_nll(model, examples, batch=a.batch)
         table[split] = row
     print(f"text-channel accuracy of {a.model} on {a.world} (temperature {a.temperature}, top-p {a.top_p}, "
           f"seeds {a.seeds})")
-    names = sorted({k for row in table.values() for k in row}, key=lambda k: (k == "all", "prompts" in k, "answers" in k, k))
+    for split, row in table.items():
+        print(f"{split}: teacher-forced NLL per target token: " + ", ".join(f"{k} {v:.3f}" for k, v in row["target nll"].items()))
+    names = sorted({k for row in table.values() for k in row if k != "target nll"}, key=lambda k: (k == "all", "prompts" in k, "answers" in k, k))
     print(f"{'':18}" + "".join(f"{s:>20}" for s in table))
     for name in names:
         cells = [f"{row[name]['accuracy']:.3f} (n={row[name]['n']})" if name in row else "-" for row in table.values()]
