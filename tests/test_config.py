@@ -48,3 +48,20 @@ def test_overrides_merge_and_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown profile 'smok'.*did you mean 'smoke'"):
         load_profile("smok")
     assert load_profile("smoke")["profile"] == "smoke"
+
+
+def test_a_profile_extends_another_key_by_key(tmp_path):
+    full, cpu = load_profile("cpu-full"), load_profile("cpu")
+    assert "extends" not in full and full["profile"] == "cpu-full" and full["world"] == cpu["world"]
+    assert full["pipeline"]["architectures"] == ["interleaved", "parallel"]
+    assert full["pipeline"]["num_workers"] == cpu["pipeline"]["num_workers"]        # inherited inside a section
+    (tmp_path / "mine.yaml").write_text("extends: cpu\ntrain: {steps: 7}\n")
+    (tmp_path / "child.yaml").write_text("extends: mine.yaml\neval: {num_samples: 3}\n")
+    child = load_profile(tmp_path / "child.yaml")
+    assert child["train"]["steps"] == 7 and child["train"]["lr"] == cpu["train"]["lr"] and child["eval"]["num_samples"] == 3
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_profile(tmp_path / "loop.yaml")
+    (tmp_path / "typo.yaml").write_text("extends: cpuu\n")
+    with pytest.raises(ConfigError, match="did you mean 'cpu'"):
+        load_profile(tmp_path / "typo.yaml")

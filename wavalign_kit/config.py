@@ -17,7 +17,7 @@ from wavalign_kit.errors import ConfigError
 T = TypeVar("T")
 CONFIG_DIR = Path(__file__).parent / "configs"
 # The top-level keys of a profile: one section per module's config dataclass, plus the profile's name and seed.
-PROFILE_SECTIONS = ("profile", "seed", "world", "models", "warmstart", "train", "eval", "pipeline")
+PROFILE_SECTIONS = ("profile", "extends", "seed", "world", "models", "warmstart", "train", "eval", "pipeline")
 
 __all__ = ["CONFIG_DIR", "PROFILE_SECTIONS", "ConfigError", "check_range", "deep_update", "from_dict", "load_profile",
            "check_sections", "load_yaml", "parse_overrides", "parse_scalar", "suggest"]
@@ -169,17 +169,29 @@ def parse_scalar(raw: str) -> Any:
 
 
 def load_profile(name_or_path: str | Path) -> dict[str, Any]:
-    """A profile by name (``smoke``, ``cpu``, ``gpu``) from the kit's configs, or a user YAML by path; a top-level
-    key that is not a profile section (a typo such as ``trian:``) is a ConfigError with a suggestion."""
+    """A profile by name (``smoke``, ``cpu``, ``cpu-full``, ``gpu``) from the kit's configs, or a user YAML by path;
+    a top-level key that is not a profile section (a typo such as ``trian:``) is a ConfigError with a suggestion.
+    ``extends: NAME_OR_PATH`` starts from that profile and overrides its keys (sections merge key by key)."""
+    return _load_profile(name_or_path, ())
+
+
+def _load_profile(name_or_path: str | Path, chain: tuple[str, ...]) -> dict[str, Any]:
     path = Path(name_or_path)
     if not path.suffix:
         path = CONFIG_DIR / "profiles" / f"{name_or_path}.yaml"
         if not path.is_file():
             known = sorted(p.stem for p in (CONFIG_DIR / "profiles").glob("*.yaml"))
             raise ConfigError(f"unknown profile '{name_or_path}'{suggest(str(name_or_path), known)}; known: {known}")
+    if str(path) in chain:
+        raise ConfigError(f"{path}: extends itself through {' -> '.join(chain)}")
     profile = load_yaml(path)
     check_sections(profile, str(path))
-    return profile
+    parent = profile.pop("extends", None)
+    if parent is None:
+        return profile
+    parent_path = Path(parent) if Path(parent).suffix and not Path(parent).is_absolute() else None
+    base = _load_profile(path.parent / parent_path if parent_path else parent, (*chain, str(path)))
+    return deep_update(base, profile)
 
 
 def check_sections(profile: dict[str, Any], where: str) -> None:
