@@ -8,8 +8,8 @@ the profile's base model (``data/<profile>``, built when missing, or ``--world``
 ``--workers`` runs at a time; base model and trained models are evaluated on the test split (graded by the
 examiners, sampling seed = training seed) and the paired contrasts of `wavalign_kit.claims` are computed.
 Writes, under ``--out``: ``<point>/responses.csv`` and ``<point>/contrasts.csv`` per point, and ``sweep.csv``
-(every contrast of every point, with the point's settings and its training time) and ``COMMAND`` (how to
-reproduce the table). A finished run or evaluation is reused, so an interrupted sweep resumes.
+(every contrast of every point, with the point's settings and its training time), ``means.csv`` (every model's mean
+of each metric at each point, base model included) and ``COMMAND`` (how to reproduce the tables). A finished run or evaluation is reused, so an interrupted sweep resumes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wavalign_kit.claims import claim_verdicts, contrast_table  # noqa: E402
+from wavalign_kit.claims import claim_verdicts, contrast_table, paper_contrasts  # noqa: E402
 from wavalign_kit.config import deep_update, load_profile, parse_overrides  # noqa: E402
 from wavalign_kit.evaluation import eval_config, evaluate_seed  # noqa: E402
 from wavalign_kit.paths import Workspace  # noqa: E402
@@ -61,6 +61,12 @@ def evaluated(path: Path, make) -> pd.DataFrame:
     return frame
 
 
+def model_means(responses: pd.DataFrame) -> pd.DataFrame:
+    """Per model: the mean of each claim metric over seeds and items (each metric over the items it applies to)."""
+    metrics = sorted({c.metric for c in paper_contrasts()} & set(responses.columns))
+    return responses.groupby("model", sort=False)[metrics].mean().reset_index()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu")
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ecfg = eval_config(profile)
     base_frame = evaluated(args.out / "base_responses.csv", lambda: pd.concat(
         [evaluate_seed(base, "base", world, ecfg, s, architecture=args.arch)[1] for s in args.seeds], ignore_index=True))
-    tables = []
+    tables, means = [], []
     for point in grid_points(args.grid):
         name = point_name(point)
         cfg = deep_update(profile, parse_overrides([f"{k}={v}" for k, v in point.items()]))
@@ -110,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {len(jobs)} runs in {seconds:.0f} s")
         print(claim_verdicts(table).to_string(index=False))
         tables.append(table.assign(**point, point=name, train_seconds=round(seconds)))
+        means.append(model_means(frame).assign(**point, point=name))
     pd.concat(tables, ignore_index=True).to_csv(args.out / "sweep.csv", index=False)
+    pd.concat(means, ignore_index=True).to_csv(args.out / "means.csv", index=False)
     return 0
 
 
