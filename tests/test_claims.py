@@ -63,4 +63,17 @@ def test_the_reading_and_the_report_block_follow_the_table(tmp_path):
     assert claims_block(tmp_path) == []                        # no claims.csv: no section
     table.to_csv(tmp_path / "metrics" / "claims.csv", index=False)
     block = "\n".join(claims_block(tmp_path))
-    assert "### The paper's claims" in block and "| 1 | holds | 1 | 0 | 1 |" in block and reading in block
+    assert "### The paper's claims" in block and reading in block
+    assert "| architecture | claim | verdict | reproduced | contradicted | contrasts |" in block
+    assert "|  | 1 | holds | 1 | 0 | 1 |" in block and "| index |" not in block
+
+
+def test_the_reading_of_at_least_as_good_and_of_missing_metrics():
+    from wavalign_kit.takeaways import claims_reading
+
+    frame = responses({"wavalign": {"iq_text": 0.2}, "sft": {}, "base": {}}).assign(eq_style=np.nan)
+    contrasts = [Contrast("3", "wavalign", "sft", "iq_text", 0), Contrast("1", "wavalign", "sft", "eq_style", -1)]
+    reading = claims_reading(contrast_table(frame, contrasts, resamples=500))
+    assert "Claim 3: **not worse**; no baseline is better beyond its interval in 1 contrasts" in reading
+    assert "no interval" not in reading and "Claim 1: no data" in reading
+    assert "Of the 1 intervals" in reading                    # the no-data contrast is not counted

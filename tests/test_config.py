@@ -62,6 +62,18 @@ def test_a_profile_extends_another_key_by_key(tmp_path):
     (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
     with pytest.raises(ConfigError, match="extends itself"):
         load_profile(tmp_path / "loop.yaml")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "back.yaml").write_text("extends: ../loop2.yaml\n")
+    (tmp_path / "loop2.yaml").write_text("extends: sub/back.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):       # a cycle through other spellings of a path
+        load_profile(tmp_path / "loop2.yaml")
+    (tmp_path / "bad.yaml").write_text("extends: [cpu]\n")
+    with pytest.raises(ConfigError, match="name a profile"):
+        load_profile(tmp_path / "bad.yaml")
     (tmp_path / "typo.yaml").write_text("extends: cpuu\n")
     with pytest.raises(ConfigError, match="did you mean 'cpu'"):
         load_profile(tmp_path / "typo.yaml")
+    from wavalign_kit.config import check_sections
+
+    with pytest.raises(ConfigError, match="unknown section 'extends'"):     # -f files and overrides cannot extend
+        check_sections({"extends": "cpu"}, "my.yaml")

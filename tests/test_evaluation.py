@@ -57,6 +57,16 @@ def test_score_responses_by_hand():
     np.testing.assert_allclose(df["naturalness"], [0.0, -1.0])
 
 
+def test_a_response_without_speech_earns_no_style_credit():
+    """No speech units: no style is heard (not the classifier's guess on silence), so a neutral item is not
+    'kept neutral' and a style request is missed; naturalness is not scored."""
+    empty = [np.zeros(0, dtype=np.int64)] * 2
+    df = score_responses(EXAMPLES, ["three plus four is seven", "one plus one is two"], empty, StubEvaluators(["", ""]))
+    assert df["heard_style"].tolist() == ["", ""] and df["neutral_adherence"].iloc[0] == 0.0
+    assert df["eq_style"].iloc[1] == 0.0 and df["eq_style_prob"].iloc[1] == 0.0 and df["wer"].tolist() == [1.0, 1.0]
+    assert df["naturalness"].isna().all()
+
+
 def test_prosody_reference_and_edge_cases():
     assert style_reference_rates(EXAMPLES) == {"neutral": 4.0, "happy": 8.0}
     assert prosody_match(12.0, 4.0) == 0.0 and np.isnan(prosody_match(float("nan"), 4.0))

@@ -188,8 +188,12 @@ def test_evaluator_cache_reuses_a_matching_set_and_retrains_another(tmp_path, it
     assert first["cache"]["status"] == "trained"
     assert (tmp_path / "cache" / first["cache"]["key"] / "metrics.json").is_file()
 
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.txt").write_text("mine")         # a file of the caller's beside the set: kept, not cached
     again = train_evaluators(train, held, tmp_path / "b", cfg, cache_root=tmp_path / "cache")
     assert again["cache"] == {"key": first["cache"]["key"], "status": "reused"}
+    assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "cache" / first["cache"]["key"] / "notes.txt").exists()
     assert again["recognizer_wer"] == first["recognizer_wer"] and again["style_accuracy"] == first["style_accuracy"]
     a, b = _state_dicts(tmp_path / "a"), _state_dicts(tmp_path / "b")
     assert all(torch.equal(a[kind][k], b[kind][k]) for kind in a for k in a[kind])

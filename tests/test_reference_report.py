@@ -20,7 +20,7 @@ def test_reference_tables_match_its_responses():
     for row in results_table(committed) + results_table(committed, delta=True):
         assert row in report, f"report.md lacks the row {row!r} derived from metrics/responses.csv"
     manifest = json.loads((REFERENCE / "manifest.json").read_text())
-    assert manifest["parameters"]["profile"] == "cpu"
+    assert manifest["parameters"]["profile"] == "cpu-full"
     assert all(n["status"] == "completed" for n in manifest["notebooks"])
     assert "### The paper's claims" in report
 

@@ -188,6 +188,8 @@ def test_world_config_errors():
         world_config("smoke", {"styles": ["neutral", "grumpy"]})
     with pytest.raises(ConfigError, match="ratio_bounds"):
         WorldConfig(ratio_bounds=[5.0, 2.0]).validate()
+    with pytest.raises(ConfigError, match="examiner_utterances=1: .* none is left to train on"):
+        WorldConfig(examiner_utterances=1).validate()
     with pytest.raises(ConfigError, match="evaluators"):
         world_config("smoke", {"evaluators": {"scale": "smoke", "epochs": 3}})
     with pytest.raises(ConfigError, match="world.evaluators.device='gpu0'"):
@@ -263,7 +265,7 @@ def test_examiners_are_independent_of_the_reward_models(smoke_world, smoke_world
     assert len(ev_rows) == cfg.evaluator_utterances and len(ex_rows) == cfg.examiner_utterances
     assert not {r["text"] for r in ev_rows} & {r["text"] for r in ex_rows}
     assert not {r["audio"] for r in ev_rows} & {r["audio"] for r in ex_rows}
-    corpus = {ex.target_text for split in ("train", "valid", "test") for ex in smoke_world.split(split)}
+    corpus = {ex.target_text for split in SPLITS for ex in smoke_world.split(split)}
     assert not corpus & ({r["text"] for r in ev_rows} | {r["text"] for r in ex_rows})
     seeds = {json.loads((smoke_world_dir / s / "metrics.json").read_text())["seed"] for s in ("evaluators", "examiners")}
     assert len(seeds) == 2

@@ -17,7 +17,7 @@ from wavalign_kit.errors import ConfigError
 T = TypeVar("T")
 CONFIG_DIR = Path(__file__).parent / "configs"
 # The top-level keys of a profile: one section per module's config dataclass, plus the profile's name and seed.
-PROFILE_SECTIONS = ("profile", "extends", "seed", "world", "models", "warmstart", "train", "eval", "pipeline")
+PROFILE_SECTIONS = ("profile", "seed", "world", "models", "warmstart", "train", "eval", "pipeline")
 
 __all__ = ["CONFIG_DIR", "PROFILE_SECTIONS", "ConfigError", "check_range", "deep_update", "from_dict", "load_profile",
            "check_sections", "load_yaml", "parse_overrides", "parse_scalar", "suggest"]
@@ -182,15 +182,18 @@ def _load_profile(name_or_path: str | Path, chain: tuple[str, ...]) -> dict[str,
         if not path.is_file():
             known = sorted(p.stem for p in (CONFIG_DIR / "profiles").glob("*.yaml"))
             raise ConfigError(f"unknown profile '{name_or_path}'{suggest(str(name_or_path), known)}; known: {known}")
-    if str(path) in chain:
+    here = str(path.resolve())
+    if here in chain:
         raise ConfigError(f"{path}: extends itself through {' -> '.join(chain)}")
     profile = load_yaml(path)
+    parent = profile.pop("extends", None)            # only a profile file may extend (not -f files or overrides)
     check_sections(profile, str(path))
-    parent = profile.pop("extends", None)
     if parent is None:
         return profile
-    parent_path = Path(parent) if Path(parent).suffix and not Path(parent).is_absolute() else None
-    base = _load_profile(path.parent / parent_path if parent_path else parent, (*chain, str(path)))
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"{path}: extends={parent!r}: name a profile (cpu) or a YAML path")
+    relative = Path(parent).suffix and not Path(parent).is_absolute()
+    base = _load_profile(path.parent / parent if relative else parent, (*chain, here))
     return deep_update(base, profile)
 
 

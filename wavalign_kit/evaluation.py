@@ -107,7 +107,7 @@ def score_responses(examples: Sequence[Any], texts: Sequence[str], units: Sequen
         if ex.style and ex.style not in styles:
             raise ValueError(f"example {ex.id}: target style {ex.style!r} unknown to the style classifier {styles}")
         wer = float(word_error_rate(text, heard))
-        heard_style = styles[int(np.argmax(proba[i]))]
+        heard_style = styles[int(np.argmax(proba[i]))] if len(u) else ""      # no speech: no style heard
         request = bool(ex.style) and ex.style != NEUTRAL
         rows.append({
             **_text_scores(ex, text, u, reference_rates), "transcript": heard, "heard_style": heard_style,

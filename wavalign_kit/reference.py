@@ -22,7 +22,7 @@ START, END = "<!-- reference-results:start -->", "<!-- reference-results:end -->
 
 
 def claims_frame(ref_dir: Path) -> pd.DataFrame:
-    """The reference run's ``metrics/claims.csv`` (empty architecture names read back as "")."""
+    """A run's ``metrics/claims.csv`` (empty architecture names read back as "")."""
     return pd.read_csv(ref_dir / "metrics" / "claims.csv", dtype={"architecture": str}).fillna({"architecture": ""})
 
 
@@ -35,7 +35,7 @@ def readme_results(ref_dir: Path = REFERENCE_DIR) -> str:
     manifest, summary = read_json(ref_dir / "manifest.json"), read_json(ref_dir / "summary.json")
     if not manifest or not summary:
         raise FileNotFoundError(f"{ref_dir}: no manifest.json / summary.json; run "
-                                f"`wavalign pipeline --profile cpu --out {ref_dir}` first")
+                                f"`wavalign pipeline --profile cpu-full --out {ref_dir}` first")
     hw = manifest.get("hardware", {})
     gpus = ", ".join(hw.get("gpus") or []) or "no GPU"
     durations = ", ".join(f"{n['name'][:2]} {n['duration_s']:.0f} s" for n in manifest["notebooks"])
@@ -66,7 +66,10 @@ def update_readme(readme: Path = ROOT / "README.md", ref_dir: Path = REFERENCE_D
 
 def readme_block(readme: Path = ROOT / "README.md") -> str:
     """The README's current block between the markers."""
-    return readme.read_text().split(START, 1)[1].split(END, 1)[0].strip("\n")
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme}: no results block (the markers {START} and {END})")
+    return text.split(START, 1)[1].split(END, 1)[0].strip("\n")
 
 
 if __name__ == "__main__":

@@ -129,11 +129,14 @@ def claims_block(out_dir: Path) -> list[str]:
     path = out_dir / "metrics" / "claims.csv"
     if not path.is_file():
         return []
-    table = pd.read_csv(path, dtype={"architecture": str}).fillna({"architecture": ""})
+    from wavalign_kit.reference import claims_frame
+
+    table = claims_frame(out_dir)
     return ["", "### The paper's claims (paired contrasts between presets, by item and seed)", "",
             "reproduced: the 95 % interval excludes 0 on the side the paper predicts; contradicted: on the other "
             "side; inconclusive: it includes 0. \"not worse\" (claim 3) is no detected deficit, not proof of "
-            "equality.", "", *frame_markdown(claim_verdicts(table)), "", *frame_markdown(table), "",
+            "equality.", "", *frame_markdown(claim_verdicts(table).set_index("architecture")), "",
+            *frame_markdown(table.set_index("architecture")), "",
             claims_reading(table)]
 
 

@@ -26,6 +26,7 @@ from wavalign_kit.evaluators.config import EvaluatorConfig
 
 DEFAULT_CACHE_ROOT = Path("data/cache/evaluators")
 CACHE_ENV = "WAVALIGN_EVALUATOR_CACHE"
+SET_ENTRIES = ("recognizer", "style", "unit_lm", "metrics.json", "utterances.jsonl")   # what a trained set writes
 
 
 def default_cache_root() -> Path:
@@ -60,9 +61,17 @@ def reuse_cached_set(root: Path, key: str, out_dir: Path) -> dict[str, Any] | No
     entry = root / key
     if not (entry / "metrics.json").is_file():
         return None
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    shutil.copytree(entry, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in SET_ENTRIES:                  # the set's own files only: out_dir may hold others
+        target = out_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        if (entry / name).is_dir():
+            shutil.copytree(entry / name, target)
+        elif (entry / name).exists():
+            shutil.copy2(entry / name, target)
     figures = json.loads((out_dir / "metrics.json").read_text())
     figures.pop("config", None)
     figures.pop("cache", None)
@@ -78,7 +87,12 @@ def store_cached_set(root: Path, key: str, set_dir: Path) -> None:
     tmp = root / f".{key}.{os.getpid()}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    shutil.copytree(set_dir, tmp)
+    tmp.mkdir()
+    for name in SET_ENTRIES:
+        if (set_dir / name).is_dir():
+            shutil.copytree(set_dir / name, tmp / name)
+        elif (set_dir / name).exists():
+            shutil.copy2(set_dir / name, tmp / name)
     try:
         tmp.rename(entry)
     except OSError:               # another build stored the same set first

@@ -69,7 +69,8 @@ def evaluate_base(model: SpokenDialogueModel, world, examples, cfg: WarmstartCon
         units += [np.asarray(u).reshape(len(u), -1)[:, 0] if np.asarray(u).ndim > 1 else np.asarray(u) for u in r.units]
     ev = world.evaluators
     heard = ev.recognizer.transcribe(units)
-    styles = _style_names(ev.style.predict(units), list(getattr(ev.style, "styles", [])))
+    styles = [s if len(u) else "" for s, u in                        # no speech: no style heard
+              zip(_style_names(ev.style.predict(units), list(getattr(ev.style, "styles", []))), units)]
     text_ok = np.array([verify(ex, t) for ex, t in zip(examples, texts)], dtype=float)
     speech_ok = np.array([verify(ex, h) for ex, h in zip(examples, heard)], dtype=float)
     wer = np.array([min(1.0, float(word_error_rate(t, h))) if t.strip() else 1.0 for t, h in zip(texts, heard)])

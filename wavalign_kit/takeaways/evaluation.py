@@ -115,19 +115,33 @@ def claims_reading(table) -> str:
 
     if table.empty:
         return "- No claim can be tested: the run evaluated none of the preset pairs the claims compare."
+    def detail(rows) -> str:
+        return "; ".join(f"{r.contrast} {r.metric} {num(r.delta, 3, sign=True)} [{num(r.ci_low, 3, sign=True)}, "
+                         f"{num(r.ci_high, 3, sign=True)}] {r.verdict}" for r in rows.itertuples())
+
     lines = []
     for row in claim_verdicts(table).itertuples():
         part = table[(table["architecture"] == row.architecture) & (table["claim"] == row.claim)]
-        decided = part[part["verdict"].isin(["reproduced", "contradicted"])]
+        part = part[part["verdict"] != "no data"]
         where = f" ({row.architecture})" if row.architecture else ""
-        shown = decided if not decided.empty else part.loc[[part["delta"].abs().idxmax()]]
-        detail = "; ".join(f"{r.contrast} {r.metric} {num(r.delta, 3, sign=True)} "
-                           f"[{num(r.ci_low, 3, sign=True)}, {num(r.ci_high, 3, sign=True)}] {r.verdict}"
-                           for r in shown.itertuples())
-        lead = (f"{row.reproduced} of {row.contrasts} contrasts reproduced, {row.contradicted} contradicted"
-                if not decided.empty else f"no interval of its {row.contrasts} contrasts excludes 0; the largest")
-        lines.append(f"Claim {row.claim}{where}: **{row.verdict}**; {lead}: {detail}.")
-    n = len(table)
+        if part.empty:
+            lines.append(f"Claim {row.claim}{where}: no data (its metrics were not measured).")
+            continue
+        if (part["expected"] == ">= 0").all():                      # an "at least as good" claim
+            bad = part[part["verdict"] == "contradicted"]
+            lines.append(f"Claim {row.claim}{where}: **{row.verdict}**; " + (
+                f"a baseline is better beyond its interval: {detail(bad)}." if not bad.empty else
+                f"no baseline is better beyond its interval in {len(part)} contrasts (no detected deficit, not "
+                f"proof of equality); the lowest, {detail(part.loc[[part['ci_low'].idxmin()]])}."))
+            continue
+        decided = part[part["verdict"].isin(["reproduced", "contradicted"])]
+        if decided.empty:
+            lead, shown = f"no interval of its {len(part)} contrasts excludes 0; the largest", \
+                part.loc[[part["delta"].abs().idxmax()]]
+        else:
+            lead, shown = f"{row.reproduced} of {len(part)} contrasts reproduced, {row.contradicted} contradicted", decided
+        lines.append(f"Claim {row.claim}{where}: **{row.verdict}**; {lead}: {detail(shown)}.")
+    n = int((table["verdict"] != "no data").sum())
     lines.append(f"Of the {n} intervals, about {0.05 * n:.1f} would exclude 0 by chance alone; a claim resting on "
                  "one contrast is weak evidence on its own.")
     return bullet_list(lines)

@@ -105,6 +105,11 @@ class WorldConfig:
                 raise ConfigError(f"world.{name}={getattr(self, name)}: must be >= 1")
         if not 0.0 < self.evaluator_heldout < 1.0:
             raise ConfigError(f"world.evaluator_heldout={self.evaluator_heldout}: choose a share in (0, 1)")
+        for name in ("evaluator_utterances", "examiner_utterances"):
+            n = getattr(self, name)
+            if n - max(1, int(round(self.evaluator_heldout * n))) < 1:
+                raise ConfigError(f"world.{name}={n}: with evaluator_heldout={self.evaluator_heldout} every utterance "
+                                  "is held out and none is left to train on; use more utterances")
         if not 0.0 <= self.s2s_fraction <= 1.0:
             raise ConfigError(f"world.s2s_fraction={self.s2s_fraction}: choose a share in [0, 1]")
         try:

@@ -6,7 +6,8 @@ Two sets are trained on synthesised speech, never on model outputs (DESIGN.md se
   with other synthesis seeds, so that a policy that learns the reward models' quirks does not fool them too.
 The sentences of the two sets are drawn from one stream without repeats, so the sets share no sentence with
 each other or with any corpus response. Every utterance is rendered from its own seed (world seed, set,
-index), so a set's audio does not depend on the corpus, on the other set or on the number of workers.
+index), so an utterance's audio does not depend on the corpus or on the number of workers. The sentences are drawn
+in set order from one stream: the examiners' sentences change when the evaluator set's size changes.
 """
 
 from __future__ import annotations
