@@ -97,6 +97,8 @@ def test_rollout_and_gate_readings():
                           "zero_var_share": [0.8, 0.6, 0.4, 0.1]}).set_index(["architecture", "temperature", "group_size"])
     text = T.rollout_reading(table)
     assert "falls from 60 % at temperature 0.5 to 10 % at 1" in text
+    flat = T.rollout_reading(table.assign(zero_var_share=0.0))
+    assert "stays at 0 % from at temperature 0.5" not in flat and "stays at 0 % from temperature 0.5 to 1" in flat
     gates = pd.DataFrame({"scores": ["continuous"] * 4 + ["whole points"] * 4,
                           "lambda_raw": [0.7, 0.75, 0.8, 0.7, 0.0, 0.01, 0.0, 0.3]})
     lines = T.gate_reading(gates, 0.8).splitlines()

@@ -88,6 +88,11 @@ def reward_analysis_reading(agreement: pd.DataFrame, counts: pd.DataFrame, grads
 def rollout_reading(table: pd.DataFrame) -> str:
     """Notebook 02: how the share of zero-variance groups moves with the temperature and the group size.
     ``table``: index (architecture, temperature, group_size), column ``zero_var_share``."""
+    def movement(lo: float, hi: float, start: str, end: str, prep: str) -> str:
+        if hi == lo:
+            return f"stays at {percent(lo)} from {start} to {end}"
+        return f"{'falls' if hi < lo else 'rises'} from {percent(lo)} {prep} {start} to {percent(hi)} {prep} {end}"
+
     lines = []
     frame = table.reset_index()
     for arch, part in frame.groupby("architecture", sort=False):
@@ -95,17 +100,15 @@ def rollout_reading(table: pd.DataFrame) -> str:
         G = sizes[len(sizes) // 2]
         by_t = part[part.group_size == G].set_index("temperature")["zero_var_share"]
         if len(temps) > 1:
-            lo, hi = by_t.get(temps[0]), by_t.get(temps[-1])
-            trend = "falls" if hi < lo else "rises" if hi > lo else "stays"
-            lines.append(f"{arch}, G = {G}: the share of groups whose samples all score the same {trend} from "
-                         f"{percent(lo)} at temperature {temps[0]:g} to {percent(hi)} at {temps[-1]:g}.")
+            lines.append(f"{arch}, G = {G}: the share of groups whose samples all score the same "
+                         + movement(by_t.get(temps[0]), by_t.get(temps[-1]), f"temperature {temps[0]:g}",
+                                    f"{temps[-1]:g}", "at") + ".")
         T = temps[len(temps) // 2]
         by_g = part[part.temperature == T].set_index("group_size")["zero_var_share"]
         if len(sizes) > 1:
-            lo, hi = by_g.get(sizes[0]), by_g.get(sizes[-1])
-            trend = "falls" if hi < lo else "rises" if hi > lo else "stays"
-            lines.append(f"{arch}, temperature {T:g}: it {trend} from {percent(lo)} with G = {sizes[0]} to "
-                         f"{percent(hi)} with G = {sizes[-1]}; those groups give GRPO no gradient.")
+            lines.append(f"{arch}, temperature {T:g}: it " + movement(by_g.get(sizes[0]), by_g.get(sizes[-1]),
+                                                                     f"G = {sizes[0]}", f"G = {sizes[-1]}", "with")
+                         + "; those groups give GRPO no gradient.")
     return bullet_list(lines)
 
 
