@@ -13,6 +13,7 @@ equality. A directional claim holds when at least one of its contrasts is reprod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,11 @@ def contrast_table(responses: pd.DataFrame, contrasts: list[Contrast] | None = N
                          "verdict": verdict(d.ci_low, d.ci_high, c.expect)})
     return pd.DataFrame(rows, columns=["architecture", "claim", "contrast", "metric", "expected", "delta", "ci_low",
                                        "ci_high", "cells", "verdict"])
+
+
+def read_claims(path: str | Path) -> pd.DataFrame:
+    """A ``claims.csv`` written from `contrast_table` (empty architecture names read back as "")."""
+    return pd.read_csv(path, dtype={"architecture": str}).fillna({"architecture": ""})
 
 
 def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:

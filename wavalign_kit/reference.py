@@ -12,8 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from wavalign_kit.report import results_table
 from wavalign_kit.report_sections import frame_markdown, read_json
 
@@ -27,15 +25,10 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- reference-{name}:start -->", f"<!-- reference-{name}:end -->"
 
 
-def claims_frame(ref_dir: Path) -> pd.DataFrame:
-    """A run's ``metrics/claims.csv`` (empty architecture names read back as "")."""
-    return pd.read_csv(ref_dir / "metrics" / "claims.csv", dtype={"architecture": str}).fillna({"architecture": ""})
-
-
 def readme_results(ref_dir: Path = REFERENCE_DIR) -> str:
     """The Markdown between the README's markers: the run, the claims' verdicts and deciding contrasts with
     their intervals and reading, and every model's metrics with intervals."""
-    from wavalign_kit.claims import claim_verdicts
+    from wavalign_kit.claims import claim_verdicts, read_claims
     from wavalign_kit.takeaways import claims_reading
 
     manifest, summary = read_json(ref_dir / "manifest.json"), read_json(ref_dir / "summary.json")
@@ -45,7 +38,7 @@ def readme_results(ref_dir: Path = REFERENCE_DIR) -> str:
     hw = manifest.get("hardware", {})
     gpus = ", ".join(hw.get("gpus") or []) or "no GPU"
     durations = ", ".join(f"{n['name'][:2]} {n['duration_s']:.0f} s" for n in manifest["notebooks"])
-    table = claims_frame(ref_dir)
+    table = read_claims(ref_dir / "metrics" / "claims.csv")
     decided = table[table["verdict"].isin(["reproduced", "contradicted"])]
     lines = [f"Profile `{manifest['profile']}`, seeds {manifest['seeds']}, {hw.get('cpu_count')} CPU cores, {gpus}: "
              f"the notebooks took {manifest['total_notebook_s']:.0f} s ({durations}); {summary.get('items')} "

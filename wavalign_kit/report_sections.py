@@ -123,15 +123,13 @@ def drift_block(out_dir: Path) -> list[str]:
 def claims_block(out_dir: Path) -> list[str]:
     """The paper's claims as paired contrasts between presets (``metrics/claims.csv`` of notebook 04): the verdict
     per claim and architecture, every contrast with its interval, and the reading."""
-    from wavalign_kit.claims import claim_verdicts
+    from wavalign_kit.claims import claim_verdicts, read_claims
     from wavalign_kit.takeaways import claims_reading
 
     path = out_dir / "metrics" / "claims.csv"
     if not path.is_file():
         return []
-    from wavalign_kit.reference import claims_frame
-
-    table = claims_frame(out_dir)
+    table = read_claims(path)
     return ["", "### The paper's claims (paired contrasts between presets, by item and seed)", "",
             "reproduced: the 95 % interval excludes 0 on the side the paper predicts; contradicted: on the other "
             "side; inconclusive: it includes 0. \"not worse\" (claim 3) is no detected deficit, not proof of "

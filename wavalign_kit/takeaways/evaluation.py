@@ -115,6 +115,7 @@ def claims_reading(table) -> str:
 
     if table.empty:
         return "- No claim can be tested: the run evaluated none of the preset pairs the claims compare."
+
     def detail(rows) -> str:
         return "; ".join(f"{r.contrast} {r.metric} {num(r.delta, 3, sign=True)} [{num(r.ci_low, 3, sign=True)}, "
                          f"{num(r.ci_high, 3, sign=True)}] {r.verdict}" for r in rows.itertuples())
