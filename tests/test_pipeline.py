@@ -255,12 +255,13 @@ def test_pipeline_kernels_draw_no_progress_bars_and_use_ipc():
 
 
 def test_every_notebook_shows_its_measured_needs():
+    from wavalign_kit.config import CONFIG_DIR
     from wavalign_kit.notebook import RUNTIMES, about, pipeline_runtime
 
     notebooks = pipeline.discover_notebooks(pipeline.NOTEBOOK_DIR)
     assert sorted(RUNTIMES) == [p.stem for p in notebooks]
     for path in notebooks:
         assert f'requirements("{path.stem}", profile, config)' in path.read_text().replace('\\"', '"'), path.name
-        assert set(RUNTIMES[path.stem]) == {"smoke", "cpu", "gpu"}
+        assert set(RUNTIMES[path.stem]) == {p.stem for p in (CONFIG_DIR / "profiles").glob("*.yaml")}
     assert about((20, 20)) == "about 20 s" and about((630, 690)) == "about 10-12 min" and about(None) == "not measured yet"
     assert pipeline_runtime("gpu") == "not measured yet" and pipeline_runtime("cpu").endswith("on 2 CPU cores")

@@ -23,18 +23,20 @@ from wavalign_kit.paths import Workspace
 # About how long each notebook takes, per profile: (low, high) seconds measured on the 2-core development machine
 # (AMD EPYC, one torch thread per process, no GPU); None = not measured yet. The one place these figures live:
 # every notebook's introduction shows them (`requirements`). Update them after a reference run.
-RUNTIMES: dict[str, dict[str, tuple[int, int] | None]] = {
-    "00_world_and_base_model": {"smoke": (40, 50), "cpu": (630, 690), "gpu": None},
-    "01_reward_analysis": {"smoke": (10, 17), "cpu": (20, 35), "gpu": None},
-    "02_rollout_statistics": {"smoke": (13, 18), "cpu": (40, 60), "gpu": None},
-    "03_hybrid_training": {"smoke": (20, 25), "cpu": (630, 2520), "gpu": None},
-    "04_evaluation": {"smoke": (17, 23), "cpu": (85, 95), "gpu": None},
+RUNTIMES: dict[str, dict[str, tuple[int, int] | None]] = {   # seconds, from `wavalign pipeline` runs' manifests
+    "00_world_and_base_model": {"smoke": (40, 50), "cpu": (619, 619), "cpu-full": (879, 879), "gpu": None},
+    "01_reward_analysis": {"smoke": (10, 17), "cpu": (17, 17), "cpu-full": (23, 23), "gpu": None},
+    "02_rollout_statistics": {"smoke": (13, 18), "cpu": (27, 27), "cpu-full": (43, 43), "gpu": None},
+    "03_hybrid_training": {"smoke": (20, 25), "cpu": (380, 380), "cpu-full": (910, 910), "gpu": None},
+    "04_evaluation": {"smoke": (17, 23), "cpu": (172, 172), "cpu-full": (372, 372), "gpu": None},
 }
 RUNTIME_NOTES = {
-    "00_world_and_base_model": {"cpu": "world about 6.5 min with its examiners, warm start about 4-5 min"},
-    "03_hybrid_training": {"cpu": "21 training runs of about 1-4 min each, two at a time"},
+    "00_world_and_base_model": {"cpu": "world about 6 min with its examiners, warm start about 4 min",
+                                "cpu-full": "world about 6.5 min, two warm starts of about 4 min"},
+    "03_hybrid_training": {"cpu": "21 training runs, two at a time", "cpu-full": "48 training runs, two at a time"},
 }
-NEEDS = {"smoke": "CPU", "cpu": "CPU (2 cores)", "gpu": "one CUDA GPU (memory not measured yet)"}
+NEEDS = {"smoke": "CPU", "cpu": "CPU (2 cores)", "cpu-full": "CPU (2 cores)",
+         "gpu": "one CUDA GPU (memory not measured yet)"}
 REFERENCE_PROFILE = "cpu"   # the profile whose numbers are worth reading on a CPU
 
 
