@@ -190,10 +190,8 @@ def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     for key, value in overrides.items():
         if key == "train":
             train = deep_update(train, value)
-        elif key in PROFILE_SECTIONS:
-            profile[key] = value
         else:
-            train[key] = value
+            (profile if key in PROFILE_SECTIONS else train)[key] = value
     return profile, train
 
 
