@@ -56,22 +56,28 @@ def set_cache_key(cfg: EvaluatorConfig, train_items: Sequence[dict], heldout_ite
     return h.hexdigest()[:24]
 
 
+def _copy_set(src: Path, dst: Path) -> None:
+    """Copy a set's own entries (SET_ENTRIES) from ``src`` into ``dst``, replacing those already there; any other
+    file in either folder is left alone."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in SET_ENTRIES:
+        target = dst / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        if (src / name).is_dir():
+            shutil.copytree(src / name, target)
+        elif (src / name).exists():
+            shutil.copy2(src / name, target)
+
+
 def reuse_cached_set(root: Path, key: str, out_dir: Path) -> dict[str, Any] | None:
     """Copy the cached set ``key`` into ``out_dir`` and return its figures; None when the cache has no such set."""
     entry = root / key
     if not (entry / "metrics.json").is_file():
         return None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in SET_ENTRIES:                  # the set's own files only: out_dir may hold others
-        target = out_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        if (entry / name).is_dir():
-            shutil.copytree(entry / name, target)
-        elif (entry / name).exists():
-            shutil.copy2(entry / name, target)
+    _copy_set(entry, out_dir)
     figures = json.loads((out_dir / "metrics.json").read_text())
     figures.pop("config", None)
     figures.pop("cache", None)
@@ -87,12 +93,7 @@ def store_cached_set(root: Path, key: str, set_dir: Path) -> None:
     tmp = root / f".{key}.{os.getpid()}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    for name in SET_ENTRIES:
-        if (set_dir / name).is_dir():
-            shutil.copytree(set_dir / name, tmp / name)
-        elif (set_dir / name).exists():
-            shutil.copy2(set_dir / name, tmp / name)
+    _copy_set(set_dir, tmp)
     try:
         tmp.rename(entry)
     except OSError:               # another build stored the same set first

@@ -107,7 +107,7 @@ class WorldConfig:
             raise ConfigError(f"world.evaluator_heldout={self.evaluator_heldout}: choose a share in (0, 1)")
         for name in ("evaluator_utterances", "examiner_utterances"):
             n = getattr(self, name)
-            if n - max(1, int(round(self.evaluator_heldout * n))) < 1:
+            if n - self.heldout_count(n) < 1:
                 raise ConfigError(f"world.{name}={n}: with evaluator_heldout={self.evaluator_heldout} every utterance "
                                   "is held out and none is left to train on; use more utterances")
         if not 0.0 <= self.s2s_fraction <= 1.0:
@@ -141,6 +141,10 @@ class WorldConfig:
         except ValueError as err:
             raise ConfigError(f"world.{err}") from None
         return self
+
+    def heldout_count(self, utterances: int) -> int:
+        """How many of an evaluator set's ``utterances`` are held out for its figures (at least one)."""
+        return max(1, int(round(self.evaluator_heldout * utterances)))
 
     def evaluator_config(self, num_units: int, which: str = "evaluators"):
         """The EvaluatorConfig of set ``which`` (evaluators or examiners): the preset of its ``scale`` (default
@@ -305,7 +309,7 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
                   f"{_dir_size(out / 'audio') / 1e6:.1f} MB; redrawn for the units/text band: {redraws}", flush=True)
 
     with _stage("fit codec", timings, quiet):
-        n_heldout = max(1, int(round(cfg.evaluator_heldout * n_eval)))
+        n_heldout = cfg.heldout_count(n_eval)
         fit_pool = [rel for rel, _, _ in jobs] + [rel for rel, _, _ in eval_jobs[n_heldout:]]
         pick = rng_fit.choice(len(fit_pool), size=min(cfg.codec_fit_utterances, len(fit_pool)), replace=False)
         wavs = [read_wav(out / fit_pool[i]) for i in sorted(pick)]
@@ -334,7 +338,7 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
         tokenizer.save_pretrained(str(out / "tokenizer"))
 
     with _stage("train evaluators", timings, quiet):
-        n_exam_heldout = max(1, int(round(cfg.evaluator_heldout * cfg.examiner_utterances)))
+        n_exam_heldout = cfg.heldout_count(cfg.examiner_utterances)
         sets = {}
         for name, set_jobs, n_held in (("evaluators", eval_jobs, n_heldout), ("examiners", exam_jobs, n_exam_heldout)):
             items = [{"text": t, "style": s, "units": units[rel], "audio": rel} for rel, t, s in set_jobs]
