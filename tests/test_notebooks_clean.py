@@ -41,3 +41,21 @@ def test_colab_keeps_outputs_inside_content(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     assert output_root("../results/notebooks-smoke") == Path("/content/results/notebooks-smoke")
     assert output_root("/data/run") == Path("/data/run")
+
+
+REFERENCE_NOTEBOOKS = sorted((Path(__file__).parents[1] / "results" / "reference" / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", REFERENCE_NOTEBOOKS, ids=[p.name for p in REFERENCE_NOTEBOOKS])
+def test_reference_notebooks_keep_their_outputs(path):
+    """The README links the reference run's executed notebooks: they carry figures, and the git filter that strips
+    the notebook sources leaves them alone (a filter on every *.ipynb once committed them stripped)."""
+    import subprocess
+
+    nb = json.loads(path.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name}: no figure among its outputs"
+    attr = subprocess.run(["git", "check-attr", "filter", "--", str(path)], capture_output=True, text=True,
+                          cwd=path.parent)
+    if attr.returncode == 0:   # a git checkout (CI's clone); a tarball has no filters
+        assert "nbstripout" not in attr.stdout, f"{path.name} would be committed stripped: {attr.stdout.strip()}"
