@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sampling seeds of the evaluation")
     p.add_argument("--samples", type=int, default=2, help="responses per test item and seed")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--save", default="", help="keep the trained model and both evaluations' responses here")
+    p.add_argument("--save", default="", help="keep the run, the trained model and every response (before and after) here")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="train keys over the sanity defaults")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
           f"lr {cfg.lr:g}, beta {cfg.beta_text:g}, T {cfg.temperature:g})")
     print("training reward (text_correct) by thirds of the run: " + " / ".join(f"{t.mean():.3f}" for t in thirds)
           + f"; zero-variance groups: {np.mean([float(r['zero_var_share']) for r in rows]):.2f}")
-    print("evaluated (T 0.7, top-p 0.9, " + f"{args.samples} samples per item): " + "; ".join(
+    print(f"evaluated at T {ecfg.temperature:g}, top-p {ecfg.top_p:g}, {args.samples} samples per item: " + "; ".join(
         f"{name} {before[name]['example_id'].nunique()} items x seeds {seeds}" for name, (_, seeds) in views.items()))
     for name in views:
         report_gain(name, before[name], after[name], "iq_text")
