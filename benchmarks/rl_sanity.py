@@ -19,7 +19,9 @@ import copy
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,13 +47,14 @@ SANITY = {"reward": "text_correct", "split": "rl", "steps": 60, "prompts_per_ste
 
 
 class SplitView:
-    """The world with another split standing in for ``test`` (to measure learning on the RL prompts themselves)."""
+    """The world with some splits replaced by other items, e.g. ``{"test": world.split("rl")}`` to measure learning
+    on the RL prompts themselves."""
 
-    def __init__(self, world, split: str):
-        self.world, self.name = world, split
+    def __init__(self, world, splits: dict[str, list]):
+        self.world, self.splits = world, splits
 
     def split(self, name: str):
-        return self.world.split(self.name if name == "test" else name)
+        return self.splits[name] if name in self.splits else self.world.split(name)
 
     def __getattr__(self, attr: str):
         return getattr(self.world, attr)
@@ -70,7 +73,8 @@ def report_gain(label: str, before: pd.DataFrame, after: pd.DataFrame, metric: s
           + ("  (excludes 0)" if gain.excludes_zero else "  (includes 0)"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, wrap_world: Callable[[Any], Any] = lambda world: world) -> int:
+    """The benchmark; ``wrap_world`` replaces the loaded world by a view of it (a diagnostic's other splits)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu")
     p.add_argument("--world", default="", help="a built world (default: the profile's, data/<profile>/world)")
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = load_profile(args.profile)
     ws = Workspace.cache(args.profile)
     t0 = time.perf_counter()
-    world = load_world(args.world) if args.world else prepare_world(profile, ws, quiet=False)
+    world = wrap_world(load_world(args.world) if args.world else prepare_world(profile, ws, quiet=False))
     if not args.base:
         prepare_base_model(world, "interleaved", profile, ws)
     base = load_base_model(profile, "interleaved", ws, args.base)
@@ -95,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     ecfg = EvalConfig(num_examples=0, num_samples=args.samples, temperature=0.7, top_p=0.9)
     # where the gain is measured, from nearest to farthest from what RL trained on: its own prompts; unseen
     # questions in the trained wording (valid: the warm start only measured its loss there); the held-out test split
-    views = {cfg.split: (SplitView(world, cfg.split), args.seeds[:1])}
+    views = {cfg.split: (SplitView(world, {"test": world.split(cfg.split)}), args.seeds[:1])}
     if cfg.split != "valid":
-        views["valid"] = (SplitView(world, "valid"), args.seeds)
+        views["valid"] = (SplitView(world, {"test": world.split("valid")}), args.seeds)
     views["test"] = (world, args.seeds)
     t0 = time.perf_counter()
     before = {name: evaluate_all(base, "base", view, ecfg, seeds) for name, (view, seeds) in views.items()}
@@ -122,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in views:
         report_gain(name, before[name], after[name], "iq_text")
     report_gain("test", before["test"], after["test"], "iq_unseen")
-    for name in ("valid", "test"):
-        b, a = before.get(name), after.get(name)
-        for task in sorted(b["task"].unique()) if b is not None else []:
+    for name in [n for n in ("valid", "test") if n in views]:
+        b, a = before[name], after[name]
+        for task in sorted(b["task"].unique()):
             report_gain(f"{name}/{task}", b[b["task"] == task], a[a["task"] == task], "iq_text")
     if args.save:
         model.save(Path(args.save) / "model")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,6 @@ def test_rl_sanity_reports_gains_on_rl_valid_and_test(smoke_world, smoke_world_d
     build_model("interleaved", "smoke", smoke_world.tokenizer, smoke_world.codec).save(base)
     spec = importlib.util.spec_from_file_location("rl_sanity", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["rl_sanity"] = module
     spec.loader.exec_module(module)
     rc = module.main(["--profile", "smoke", "--world", str(smoke_world_dir), "--base", str(base), "--seeds", "0",
                       "--samples", "1", "--threads", "1", "--save", str(tmp_path / "run"), "steps=2",

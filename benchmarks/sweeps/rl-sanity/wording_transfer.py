@@ -18,26 +18,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import rl_sanity  # noqa: E402
 
-from wavalign_kit.world import load_world  # noqa: E402
 
-
-class WordingHalves:
+def wording_halves(world) -> rl_sanity.SplitView:
     """The world with the test split's paraphrase-0 items as its ``rl`` split and its paraphrase-1 items as ``test``."""
-
-    def __init__(self, world):
-        self.world = world
-        items = world.split("test")
-        paraphrase = [e.record["template"].split("+")[-1][-1] for e in items]   # "facts/city/test1" -> "1"
-        self.halves = {"rl": [e for e, k in zip(items, paraphrase) if k == "0"],
-                       "test": [e for e, k in zip(items, paraphrase) if k == "1"]}
-
-    def split(self, name: str):
-        return self.halves[name] if name in self.halves else self.world.split(name)
-
-    def __getattr__(self, attr: str):
-        return getattr(self.world, attr)
+    items = world.split("test")
+    paraphrase = [e.record["template"].split("+")[-1][-1] for e in items]   # "facts/city/test1" -> "1"
+    return rl_sanity.SplitView(world, {"rl": [e for e, k in zip(items, paraphrase) if k == "0"],
+                                       "test": [e for e, k in zip(items, paraphrase) if k == "1"]})
 
 
 if __name__ == "__main__":
-    rl_sanity.load_world = lambda path: WordingHalves(load_world(path))
-    raise SystemExit(rl_sanity.main(["--world", str(ROOT / "data" / "cpu" / "world"), *sys.argv[1:]]))
+    raise SystemExit(rl_sanity.main(["--world", str(ROOT / "data" / "cpu" / "world"), *sys.argv[1:]],
+                                    wrap_world=wording_halves))
