@@ -8,6 +8,12 @@ compaction. Tokens/s counts every decoded position of every row (the batch's wor
 
     python benchmarks/generate.py --size cpu --threads 1 --prompts 4 --group 4 --new-tokens 64
     python benchmarks/generate.py --device cuda --size gpu --compile
+    python benchmarks/generate.py --size cpu --threads 1 --breakdown   # + where each decoder's time goes
+
+``--breakdown`` profiles one call of each decoder (torch.profiler, CPU ops) and splits its time into the network's
+matmuls, its attention kernels, every other op, and what runs outside any op (Python, dispatch). The network's
+matmuls and attention are work any decoder of this model does, so the baseline's time over the kit's matmul +
+attention time bounds the ratio a decoder that keeps these torch ops can reach.
 """
 
 from __future__ import annotations
@@ -182,6 +188,26 @@ def decode_bytes_per_step(model, rows: int, context: float) -> float:
     return weights + kv * rows * context
 
 
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm")
+ATTENTION_OPS = ("aten::_scaled_dot_product", "aten::scaled_dot_product")
+
+
+def time_breakdown(run) -> dict[str, float]:
+    """Seconds of one profiled ``run()``: wall, self time of matmul / attention / other ops, and outside ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    wall = time.perf_counter() - t0
+    parts = {"matmul": 0.0, "attention": 0.0, "other ops": 0.0}
+    for ev in prof.key_averages():
+        kind = ("matmul" if ev.key.startswith(MATMUL_OPS) else
+                "attention" if ev.key.startswith(ATTENTION_OPS) else "other ops")
+        parts[kind] += ev.self_cpu_time_total / 1e6
+    return {"wall": wall, **parts, "outside ops": wall - sum(parts.values())}
+
+
 def bench(arch: str, size: str, device: torch.device, a, tokenizer) -> dict:
     model = build_model(arch, size, tokenizer, num_units=a.units)
     model.model.to(device).eval()
@@ -209,6 +235,10 @@ def bench(arch: str, size: str, device: torch.device, a, tokenizer) -> dict:
         row[f"{name}_tok_s"] = tokens[name] / times[name]
         row[f"{name}_peak_MB"] = peak_memory_mb(lambda fn=fn: fn(model, examples, a.group, a.new_tokens, s, 99), device)
     row["ratio"] = row["kit_tok_s"] / row["base_tok_s"]
+    if a.breakdown:
+        row["breakdown"] = {name: time_breakdown(lambda fn=fn: fn(model, examples, a.group, a.new_tokens, s, 7))
+                            for name, fn in runs.items()}
+        row["call_s"] = {name: times[name] / a.repeats for name in runs}
     if device.type == "cuda":
         rows, steps = a.prompts * a.group, tokens["kit"] / (a.prompts * a.group) / a.repeats
         prompt_len = max(len(model.encode_prompt(e)) for e in examples)
@@ -234,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--compile", action="store_true", help="DecodeOptions.compile_step (CUDA: CUDA graphs)")
+    p.add_argument("--breakdown", action="store_true", help="also split one profiled call's time per op kind")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     load = os.getloadavg()[0]
@@ -260,6 +291,15 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print("tok/s: decoded positions (rows x steps) per second; MB: peak memory of one call above what the process "
           "held before it (CPU: RSS, CUDA: allocations); GB/s (CUDA): weights + KV cache read per decode step / step time")
+    for r in (r for r in rows if "breakdown" in r):
+        print(f"\n{r['arch']} {r['size']} {r['device']}: seconds of one profiled call (the profiler adds to 'outside ops')")
+        for name, parts in r["breakdown"].items():
+            print(f"  {name:<5}" + "  ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+        kit, base = r["breakdown"]["kit"], r["breakdown"]["base"]
+        bound = r["call_s"]["base"] / (kit["matmul"] + kit["attention"])
+        print(f"  unprofiled seconds per call: kit {r['call_s']['kit']:.3f}, base {r['call_s']['base']:.3f}; ceiling "
+              f"of kit/base with the network's matmuls and attention as they are: {bound:.2f}x (base / kit matmul + "
+              f"attention; base matmul + attention {base['matmul'] + base['attention']:.3f})")
     return 0
 
 
