@@ -4,7 +4,7 @@ The text-prompt (t2s) half of the cpu world's train split is replaced by as many
 training templates plus ``EXTRA`` (about twice as many paraphrases per question family, words of the closed
 vocabulary only, none of them a test template); their target speech is an existing train target's audio with the
 same text and style. Spoken prompts (s2s) stay as built (new ones would need synthesis). The warm start (the cpu
-profile's settings) is trained on that split into ``--out``/base, then ``rl_sanity`` runs on it unchanged: the
+profile's settings) is trained on that split into ``--out``/models/base-interleaved, then ``rl_sanity`` runs on it unchanged: the
 rl, valid and test splits are the world's own, so its test figures are held-out ones.
 
     python benchmarks/sweeps/rl-sanity/warmstart_wording.py --out data/cpu/warmstart-wording [rl_sanity args]
@@ -29,12 +29,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import rl_sanity  # noqa: E402
 
 from wavalign_kit.config import load_profile  # noqa: E402
-from wavalign_kit.models.warmstart import run_warmstart  # noqa: E402
-from wavalign_kit.workspace import models_config  # noqa: E402
+from wavalign_kit.paths import Workspace  # noqa: E402
+from wavalign_kit.workspace import prepare_base_model  # noqa: E402
 from wavalign_kit.world import load_world  # noqa: E402
 from wavalign_kit.world import templates as T  # noqa: E402
 from wavalign_kit.world.build import write_atomic  # noqa: E402
-from wavalign_kit.world.schema import load_examples  # noqa: E402
+from wavalign_kit.world.schema import load_examples, read_records  # noqa: E402
 from wavalign_kit.world.tasks import generate_split  # noqa: E402
 
 # (table, key) -> training paraphrases added to it
@@ -77,17 +77,17 @@ def extra_train_templates() -> Iterator[None]:
 
 def paraphrased_train(world_dir: Path, out: Path, seed: int) -> Path:
     """Write the train split with its t2s half redrawn over the extended templates to ``out``/train.jsonl."""
-    records = [json.loads(line) for line in (world_dir / "train.jsonl").read_text().splitlines()]
+    records = read_records(world_dir / "train.jsonl")
     audio = {(r["sft_target_text"], r["style"]): r["sft_target_audio"] for r in records}
-    test_questions = {json.loads(line)["question_text"] for line in (world_dir / "test.jsonl").read_text().splitlines()}
+    test_questions = {r["question_text"] for r in read_records(world_dir / "test.jsonl")}
     keep = [r for r in records if r["task_type"] == "s2s"]
+    need = len(records) - len(keep)
     facts = json.loads((world_dir / "facts.json").read_text())
     rng, new = np.random.default_rng(seed), []
     with extra_train_templates():
-        while len(new) < len(records) - len(keep):
+        while len(new) < need:
             for it in generate_split(rng, 200, "train", facts):
-                if (it.target_text, it.style) in audio and it.question not in test_questions \
-                        and len(new) < len(records) - len(keep):
+                if (it.target_text, it.style) in audio and it.question not in test_questions and len(new) < need:
                     new.append({"id": f"train-x{len(new):05d}", "audios": [], "task_type": "t2s",
                                 "messages": [{"role": "user", "content": it.question},
                                              {"role": "assistant", "content": it.target_text}],
@@ -110,18 +110,19 @@ def main() -> int:
     p.add_argument("--world", default=str(ROOT / "data" / "cpu" / "world"))
     p.add_argument("--out", default=str(ROOT / "data" / "cpu" / "warmstart-wording"))
     p.add_argument("--seed", type=int, default=123, help="seed of the redrawn text prompts")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads of the warm start and of rl_sanity")
     args, rest = p.parse_known_args()
     world_dir, out = Path(args.world), Path(args.out)
     world = load_world(world_dir)
     train = load_examples(paraphrased_train(world_dir, out / "split", args.seed), codec=world.codec)
     view = rl_sanity.SplitView(world, {"train": train})
     view.root = out / "split"
-    profile = load_profile("cpu")
-    torch.set_num_threads(2)
-    summary = run_warmstart(view, "interleaved", {"seed": profile.get("seed", 0), **profile["warmstart"]},
-                            out / "base", models_cfg=models_config(profile))
+    torch.set_num_threads(args.threads)
+    ws = Workspace(out)                          # the warm start goes to out/models/base-interleaved
+    summary = prepare_base_model(view, "interleaved", load_profile("cpu"), ws)
     print(f"warm start: {summary['train_seconds']} s, final loss {summary['final_loss']:.3f}", flush=True)
-    return rl_sanity.main(["--world", str(world_dir), "--base", str(out / "base"), *rest], wrap_world=lambda _: view)
+    return rl_sanity.main(["--world", str(world_dir), "--base", str(ws.base_model("interleaved")),
+                           "--threads", str(args.threads), *rest], wrap_world=lambda _: view)
 
 
 if __name__ == "__main__":
