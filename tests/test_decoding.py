@@ -1,5 +1,6 @@
 """Tests of the rollout decoder: greedy tokens equal HF generate (interleaved) and a no-cache loop (parallel),
-log-probs equal a fresh forward with finished rows leaving the batch, forced positions, cache fallback, compile."""
+log-probs equal a fresh forward with finished rows leaving the batch, forced positions, the lean step against
+transformers' step and its fallback, cache fallback, compile."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from wavalign_kit.models import Sampling, build_model
 from wavalign_kit.models.decoding import DecodeOptions, left_pad
 from wavalign_kit.models.interleaved import InterleavedSlots
+from wavalign_kit.models.lean_step import LeanStep
 from wavalign_kit.world.tokenizer import build_tokenizer
 
 WORDS = "what is two plus three five the answer yes no alice lives in paris".split()
@@ -194,6 +196,43 @@ def test_dynamic_cache_fallback_is_logged_and_decodes_the_same(tokenizer, caplog
     assert sum("decoding with the dynamic cache" in m for m in caplog.messages) == 1
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert all(torch.equal(x, y) for x, y in zip(a, responses(greedy(model))))      # window longer than the rows
+
+
+@pytest.mark.parametrize("arch", ["interleaved", "parallel"])
+def test_lean_step_draws_the_tokens_of_the_transformers_step(tokenizer, arch, monkeypatch):
+    """The lean step (taken by default: it is counted) and transformers' static-cache step draw the same tokens
+    with the same log-probs, finished rows leaving the batch on the way."""
+    steps = []
+    call = LeanStep.__call__
+    monkeypatch.setattr(LeanStep, "__call__", lambda self, *a: steps.append(1) or call(self, *a))
+    model, s = sharp_model(arch, tokenizer, seed=2), Sampling(1.0, 0.9)
+    runs = []
+    for lean in (True, False):
+        model.decode_options = DecodeOptions(lean_step=lean, stop_check_every=2)
+        runs.append(model.generate(examples(), num_samples=3, text_sampling=s, speech_sampling=s,
+                                   max_new_tokens=50, seed=5))
+        if lean:
+            assert len(steps) > 20
+    assert torch.equal(runs[0].batch.input_ids, runs[1].batch.input_ids)
+    assert torch.allclose(runs[0].logprobs, runs[1].logprobs, atol=1e-5)
+
+
+def test_lean_step_falls_back_for_adapted_projections(tokenizer, caplog, monkeypatch):
+    """A LoRA-adapted network (projections are peft layers) decodes with transformers' forward, says so once,
+    and, its adapters initialised to zero, draws the tokens of the plain network."""
+    from wavalign_kit.models import lean_step
+    from wavalign_kit.models.lora import apply_lora
+
+    monkeypatch.setattr(lean_step, "_SAID", set())       # said once per process: earlier tests may have said it
+
+    model = sharp_model("interleaved", tokenizer, seed=1)
+    plain = responses(greedy(model))
+    apply_lora(model, {"enabled": True, "r": 4})
+    with caplog.at_level(logging.INFO, logger="wavalign_kit.models.lean_step"):
+        adapted, again = responses(greedy(model)), responses(greedy(model))
+    assert sum("decoding with the transformers forward" in m for m in caplog.messages) == 1
+    assert all(torch.equal(x, y) for x, y in zip(plain, adapted))
+    assert all(torch.equal(x, y) for x, y in zip(adapted, again))
 
 
 def test_compiled_decode_step_draws_the_same_tokens(tokenizer):

@@ -16,6 +16,7 @@ from torch import Tensor
 from transformers import StaticCache
 from transformers.cache_utils import DynamicLayer, StaticLayer
 
+from wavalign_kit.models.lean_step import LeanStep
 from wavalign_kit.models.sampling import (
     Sampling,
     channel_settings,
@@ -44,6 +45,8 @@ class DecodeOptions:
     rows left after it draw their own random numbers)."""
 
     static_cache: bool = True       # KV cache pre-allocated for prompt + max_new_tokens (else transformers' dynamic one)
+    lean_step: bool = True          # Qwen2/Llama backbones: the plain-torch decode step of models.lean_step (static
+    #                                 cache only; not with compile_step, which compiles the transformers forward)
     compile_step: bool = False      # torch.compile the decode step's forward (CUDA: with CUDA graphs); static cache
     #                                 only; off by default: on the CPU it did not pay (benchmarks/generate.py --compile)
     stop_check_every: int = 4       # steps between the host-side "all rows finished?" checks (the only host sync)
@@ -166,7 +169,10 @@ def _static_from_prefill(prefill: Any, core: torch.nn.Module, group: int, max_le
 
 
 def _keep_rows(cache: Any, rows: Tensor) -> None:
-    """Keep only ``rows`` of a static or dynamic cache, in place."""
+    """Keep only ``rows`` of a lean step's, a static or a dynamic cache, in place."""
+    if isinstance(cache, LeanStep):
+        cache.select(rows)
+        return
     for layer in cache.layers:
         layer.keys, layer.values = layer.keys.index_select(0, rows), layer.values.index_select(0, rows)
         if hasattr(layer, "batch_size"):
@@ -192,12 +198,17 @@ def _step_forward(model: SpokenDialogueModel, module: torch.nn.Module, cache_key
 def _prefill(net: torch.nn.Module, ids: Tensor, attn: Tensor, pos: Tensor, group: int, max_len: int,
              options: DecodeOptions) -> tuple[Tensor, Any]:
     """One forward over the P prompts; returns the last position's logits repeated for the G rows of each
-    prompt, (B, S, V) with S = 1 for one stream, and the KV cache of the B rows (static when possible)."""
+    prompt, (B, S, V) with S = 1 for one stream, and the KV cache of the B rows: a LeanStep holding it where
+    the options and the backbone allow, else static when possible, else transformers' dynamic cache."""
     core = core_module(net)
     keep_last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(core.forward).parameters else {}
     out = net(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **keep_last)
     prefill = output_cache(out)
-    cache = _static_from_prefill(prefill, core, group, max_len) if options.static_cache else None
+    cache = None
+    if options.static_cache and options.lean_step and not options.compile_step:
+        cache = LeanStep.build(core, prefill, group, max_len)
+    if cache is None and options.static_cache:
+        cache = _static_from_prefill(prefill, core, group, max_len)
     if cache is None:
         prefill.batch_repeat_interleave(group)
         cache = prefill
@@ -231,11 +242,12 @@ def _decode_loop(model: SpokenDialogueModel, net: torch.nn.Module, ids: Tensor, 
                  generator: torch.Generator, options: DecodeOptions) -> Decoded:
     dev, one_stream, Lp, N = ids.device, ids.dim() == 2, ids.shape[1], max_new_tokens
     logits, cache = _prefill(net, ids, attn, pos, group, Lp + N, options)            # (B, S, V)
-    static = isinstance(cache, StaticCache)
+    lean, static = isinstance(cache, LeanStep), isinstance(cache, (StaticCache, LeanStep))
     if options.compile_step and not static:
         _say_once("compile", "DecodeOptions.compile_step needs the static KV cache; decoding uncompiled")
     compiled = options.compile_step and static
-    forward = _step_forward(model, net, forward_cache_kwarg(core_module(net)), compiled)
+    forward = (lambda ids, mask, pos, step: step(ids, mask, pos)) if lean else _step_forward(
+        model, net, forward_cache_kwarg(core_module(net)), compiled)
     B, S, V = logits.shape
     state = rules(B, V)
     mask = torch.ones(B, Lp + N, dtype=attn.dtype, device=dev)                       # prompt padding + response
