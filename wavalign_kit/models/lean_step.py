@@ -6,7 +6,8 @@ q/k/v and gate/up projections fused into one matmul each, one rotary call per st
 ``rotary_emb``, so every RoPE variant it supports stays right), keys and values written in place into a cache
 pre-allocated for prompt + new tokens, and SDPA over the filled positions only. Any other backbone, or one
 whose projections are not plain ``nn.Linear`` (LoRA adapters, quantised layers), keeps the transformers
-forward: ``LeanStep.build`` returns None and says why once.
+forward: ``LeanStep.build`` returns None and says why once. So do FSDP-sharded layers, whose weights exist
+only inside their own forward.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def _unsupported(backbone: nn.Module) -> str | None:
     if any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or ()) or getattr(
             cfg, "use_sliding_window", False):
         return "sliding-window layers"
+    if any("FSDP" in type(m).__name__ or "FullySharded" in type(m).__name__ for m in backbone.modules()):
+        return "FSDP-sharded layers (their weights are gathered only inside their own forward)"
     for layer in backbone.layers:
         a, m = layer.self_attn, layer.mlp
         for proj in (a.q_proj, a.k_proj, a.v_proj, a.o_proj, m.gate_proj, m.up_proj, m.down_proj):
