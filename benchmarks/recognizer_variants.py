@@ -6,7 +6,8 @@ variant is compared with the shipped recogniser on the same data. One JSON line 
     python benchmarks/recognizer_variants.py --name base
     python benchmarks/recognizer_variants.py --name hr_h96 -p recognizer_encoder=half_rate_gru -p hidden=96
 
-``-p`` takes fields of ``EvaluatorConfig`` (on top of the world's own config of that set).
+``-p`` takes fields of ``EvaluatorConfig`` (on top of the world's own config of that set); with
+``recognizer_unit_init`` (the default) the unit embeddings start from the world's codec's unit features.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import time
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from wavalign_kit.codec import load_codec  # noqa: E402
 from wavalign_kit.config import from_dict, parse_overrides  # noqa: E402
 from wavalign_kit.evaluators.config import EvaluatorConfig  # noqa: E402
 from wavalign_kit.evaluators.jobs import EvaluatorJob, model_spec, run_job  # noqa: E402
@@ -48,9 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="EvaluatorConfig overrides")
     parser.add_argument("--csv", default=None, help="append the run's figures to this CSV")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     a = parser.parse_args(argv)
     torch.set_num_threads(a.threads)
+    with threadpool_limits(limits=a.threads):    # numpy too (the init's SVD), as in the world build's workers
+        return run(a)
+
+
+def run(a: argparse.Namespace) -> int:
     world = Path(a.world)
     shipped = json.loads((world / a.set / "metrics.json").read_text())["config"]
     overrides = parse_overrides(a.param)
@@ -59,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         job = EvaluatorJob("recognizer", a.set, cfg, model_spec("recognizer", cfg, cfg.num_units, split["train"]),
-                           split["train"], split["dev"], split["heldout"], out, progress=False)
+                           split["train"], split["dev"], split["heldout"], out, progress=False,
+                           unit_features=load_codec(world / "codec").unit_features() if cfg.recognizer_unit_init
+                           else None)
         result = run_job(job)
     training = result["training"]
     row = {"run": a.name, "set": a.set, "overrides": " ".join(a.param) or "(none)",

@@ -261,3 +261,38 @@ def test_bidirectional_gru_over_padded_batches_matches_a_packed_one():
         expected, _ = nn.utils.rnn.pad_packed_sequence(packed_gru(packed)[0], batch_first=True, total_length=7)
         valid = torch.arange(7)[None, :] < lengths[:, None]
         torch.testing.assert_close(enc(units, lengths)[valid], enc.norm_out(expected)[valid])
+
+
+def test_unit_embeddings_start_from_unit_features():
+    from wavalign_kit.evaluators.encoder import init_unit_embeddings
+
+    emb = torch.nn.Embedding(49, 16, padding_idx=48)
+    pad_row, features = emb.weight[48].clone(), np.random.default_rng(0).normal(size=(48, 81))
+    features[:, 0] *= 50.0                                     # standardised first: no feature dominates
+    init_unit_embeddings(emb, features)
+    w = emb.weight.detach().numpy()
+    assert np.isclose(w[:48].std(), 1.0, atol=1e-5) and torch.equal(emb.weight[48], pad_row)
+    z = (features - features.mean(0)) / features.std(0)
+    gram = z @ z.T                                             # the leading components carry the distances
+    assert np.corrcoef((w[:48] @ w[:48].T).ravel(), gram.ravel())[0, 1] > 0.2
+    with pytest.raises(ValueError, match="unit features"):
+        init_unit_embeddings(emb, np.zeros((60, 4)))
+    with pytest.raises(ValueError, match="unit features"):
+        init_unit_embeddings(emb, np.full((48, 4), np.nan))
+
+
+def test_recognizer_init_is_recorded_and_part_of_the_cache_key(tmp_path, items):
+    torch.set_num_threads(1)
+    cfg = EvaluatorConfig.preset("smoke", recognizer_epochs=1, style_epochs=1, unit_lm_epochs=1, num_units=48)
+    features = np.random.default_rng(1).normal(size=(48, 81))
+    cache = tmp_path / "cache"
+    plain = train_evaluators(items[::2], items[1::2], tmp_path / "plain", cfg, cache_root=cache)
+    init = train_evaluators(items[::2], items[1::2], tmp_path / "init", cfg, cache_root=cache, unit_features=features)
+    off = train_evaluators(items[::2], items[1::2], tmp_path / "off", EvaluatorConfig.preset(
+        "smoke", recognizer_epochs=1, style_epochs=1, unit_lm_epochs=1, num_units=48, recognizer_unit_init=False),
+        cache_root=cache, unit_features=features)
+    assert (plain["recognizer_unit_init"], init["recognizer_unit_init"], off["recognizer_unit_init"]) == (False, True, False)
+    assert init["cache"]["status"] == "trained" and init["cache"]["key"] != plain["cache"]["key"]
+    a, b = _state_dicts(tmp_path / "plain"), _state_dicts(tmp_path / "init")
+    assert not torch.equal(a["recognizer"]["encoder.embed.weight"], b["recognizer"]["encoder.embed.weight"])
+    assert torch.equal(a["style"]["encoder.embed.weight"], b["style"]["encoder.embed.weight"])   # recogniser only

@@ -57,6 +57,11 @@ class SpeechCodec(ABC):
     def load(cls, dir: str | Path) -> SpeechCodec:
         """Read a codec written by `save`."""
 
+    def unit_features(self) -> np.ndarray | None:
+        """(num_units, F) acoustic features of each unit (e.g. its k-means centroid), or None: the evaluators'
+        recogniser starts its unit embeddings from them, so units that sound alike start close."""
+        return None
+
 
 @dataclass(frozen=True)
 class MelKMeansConfig:
@@ -121,6 +126,10 @@ class MelKMeansCodec(SpeechCodec):
         self.num_units = config.num_units
         self._mel_basis: np.ndarray | None = None
         self._mel_inverse: np.ndarray | None = None
+
+    def unit_features(self) -> np.ndarray:
+        """The centroids: (num_units, n_mels + 1) log-mel and level features."""
+        return self.centroids
 
     # ---- analysis -----------------------------------------------------------------------------------------
     @property

@@ -43,12 +43,16 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def set_cache_key(cfg: EvaluatorConfig, train_items: Sequence[dict], heldout_items: Sequence[dict]) -> str:
-    """The cache key of a set trained with ``cfg`` on ``train_items`` and scored on ``heldout_items``."""
+def set_cache_key(cfg: EvaluatorConfig, train_items: Sequence[dict], heldout_items: Sequence[dict],
+                  unit_features: np.ndarray | None = None) -> str:
+    """The cache key of a set trained with ``cfg`` on ``train_items`` and scored on ``heldout_items``, its
+    recogniser started from ``unit_features`` (None: no init)."""
     h = hashlib.sha256()
     config = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "device"}
     h.update(json.dumps({"config": config, "code": _code_digest(), "torch": torch.__version__},
                         sort_keys=True).encode())
+    if unit_features is not None:
+        h.update(np.ascontiguousarray(unit_features, dtype=np.float32).tobytes())
     for role, items in (("train", train_items), ("heldout", heldout_items)):
         for it in items:
             h.update(json.dumps([role, it.get("audio"), it["text"], it["style"]]).encode())

@@ -30,9 +30,13 @@ class EvaluatorConfig:
     # same after a strided convolution that halves the frame rate (about 30 % cheaper; the examiners' encoder).
     recognizer_encoder: Literal["gru", "half_rate_gru"] = "gru"
     recognizer_tokens: Literal["char", "word"] = "char"   # CTC over characters (+ lexicon) or words
-    # cpu world (10800 training utterances, batch 32): ~2300 recogniser updates, 7.5 %-9 % held-out WER. Batch
-    # 16 x 8 epochs (5400 updates) gave 7.6 %, batch 32 x 6 epochs 9.9 %, x 7 epochs 8.4 %.
-    recognizer_epochs: float = 7
+    # Start the recogniser's unit embeddings from the codec's unit features (its centroids) where the codec has
+    # them (SpeechCodec.unit_features): cpu world, 4 epochs, held-out WER 0.151 -> 0.098.
+    recognizer_unit_init: bool = True
+    # cpu world (10500 training utterances, batch 32), embeddings started from the codec's unit features: 5 epochs
+    # (1645 updates) 8.2 % held-out WER; 4 epochs 9.8 %, 3 epochs 12.2 %. Without that start 7 epochs gave 9.0 %,
+    # 4 epochs 15.1 % (benchmarks/sweeps/recognizer).
+    recognizer_epochs: float = 5
     style_epochs: float = 1
     unit_lm_epochs: float = 2
     batch_size: int = 32

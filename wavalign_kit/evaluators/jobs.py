@@ -16,6 +16,7 @@ import torch
 
 from wavalign_kit.evaluators.base import UnitEvaluator
 from wavalign_kit.evaluators.config import EvaluatorConfig, resolve_device
+from wavalign_kit.evaluators.encoder import init_unit_embeddings
 from wavalign_kit.evaluators.fit import fit
 from wavalign_kit.evaluators.recognizer import Recognizer
 from wavalign_kit.evaluators.style import StyleClassifier
@@ -39,6 +40,7 @@ class EvaluatorJob:
     heldout: list[dict]
     out_dir: str
     progress: bool = True
+    unit_features: np.ndarray | None = None   # (num_units, F): the unit embeddings start from them (init_unit_embeddings)
 
 
 def model_spec(kind: str, cfg: EvaluatorConfig, num_units: int, train: Sequence[dict]) -> dict[str, Any]:
@@ -94,6 +96,8 @@ def run_job(job: EvaluatorJob) -> dict[str, Any]:
     cfg = job.cfg
     torch.manual_seed(cfg.seed)              # initial weights: the same in any process
     model = MODELS[job.kind](job.spec)
+    if job.unit_features is not None:
+        init_unit_embeddings(model.net.encoder.embed, job.unit_features)
     model.net.to(resolve_device(cfg.device))
     epochs = {"recognizer": cfg.recognizer_epochs, "style": cfg.style_epochs, "unit_lm": cfg.unit_lm_epochs}[job.kind]
     result = fit(model, _units(job.train), _targets(job.kind, job.train), epochs=epochs, cfg=cfg,

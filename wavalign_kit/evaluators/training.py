@@ -37,6 +37,7 @@ class EvaluatorSet:
     heldout_items: Sequence[dict]
     out_dir: str | Path
     cfg: EvaluatorConfig
+    unit_features: np.ndarray | None = None    # the codec's (SpeechCodec.unit_features), for the recogniser's init
 
 
 def _check_items(items: Sequence[dict], name: str) -> None:
@@ -52,6 +53,11 @@ def dev_split(n_train: int, cfg: EvaluatorConfig) -> np.ndarray:
     """Indices of the training items kept aside for early stopping (at most a tenth of them, seeded)."""
     n_dev = min(cfg.dev_utterances, n_train // 10)
     return np.sort(np.random.default_rng(cfg.seed).choice(n_train, size=n_dev, replace=False))
+
+
+def recognizer_init(es: EvaluatorSet) -> np.ndarray | None:
+    """The unit features the set's recogniser starts from: the codec's, unless its config turns the init off."""
+    return es.unit_features if es.cfg.recognizer_unit_init and es.unit_features is not None else None
 
 
 def _manifest(train: Sequence[dict], dev: Sequence[dict], heldout: Sequence[dict]) -> str:
@@ -72,13 +78,16 @@ def _set_jobs(name: str, es: EvaluatorSet, progress: bool) -> tuple[list[Evaluat
     dev_idx = set(dev_split(len(es.train_items), cfg).tolist())
     train = [it for i, it in enumerate(es.train_items) if i not in dev_idx]
     dev = [es.train_items[i] for i in sorted(dev_idx)]
+    init = recognizer_init(es)
     jobs = [EvaluatorJob(kind=kind, set_name=name, cfg=cfg, spec=model_spec(kind, cfg, num_units, train),
                          train=_job_items(train), dev=_job_items(dev), heldout=_job_items(es.heldout_items),
-                         out_dir=str(Path(es.out_dir) / kind), progress=progress) for kind in KINDS]
+                         out_dir=str(Path(es.out_dir) / kind), progress=progress,
+                         unit_features=init if kind == "recognizer" else None) for kind in KINDS]
     facts = {"scale": cfg.scale, "train_utterances": len(train), "dev_utterances": len(dev),
              "heldout_utterances": len(es.heldout_items), "num_units": num_units,
              "device": str(resolve_device(cfg.device)), "seed": cfg.seed,
-             "recognizer_encoder": cfg.recognizer_encoder, "recognizer_tokens": cfg.recognizer_tokens}
+             "recognizer_encoder": cfg.recognizer_encoder, "recognizer_tokens": cfg.recognizer_tokens,
+             "recognizer_unit_init": init is not None}
     Path(es.out_dir).mkdir(parents=True, exist_ok=True)
     (Path(es.out_dir) / MANIFEST).write_text(_manifest(train, dev, es.heldout_items))
     return jobs, facts
@@ -101,7 +110,7 @@ def train_evaluator_sets(sets: dict[str, EvaluatorSet], *, workers: int = 1, cac
         _check_items(es.train_items, f"{name}.train_items")
         _check_items(es.heldout_items, f"{name}.heldout_items")
         es.cfg.validate()
-        keys[name] = set_cache_key(es.cfg, es.train_items, es.heldout_items)
+        keys[name] = set_cache_key(es.cfg, es.train_items, es.heldout_items, recognizer_init(es))
         if cache_root is not None:
             reused = reuse_cached_set(Path(cache_root), keys[name], Path(es.out_dir))
             if reused is not None:
@@ -141,13 +150,14 @@ def train_evaluator_sets(sets: dict[str, EvaluatorSet], *, workers: int = 1, cac
 
 def train_evaluators(train_items: Sequence[dict], heldout_items: Sequence[dict], out_dir: str | Path,
                      cfg: EvaluatorConfig | None = None, *, workers: int = 1, cache_root: str | Path | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, unit_features: np.ndarray | None = None) -> dict[str, Any]:
     """Train one set (recogniser, style classifier, unit LM) into ``out_dir``; its held-out figures.
 
     Items are dict(units=np.ndarray (T,), text=str, style=str[, audio=str]) of synthesised speech. Saves
     out_dir/{recognizer,style,unit_lm}/, out_dir/metrics.json and out_dir/utterances.jsonl (the manifest).
+    ``unit_features``: the codec's (SpeechCodec.unit_features), which the recogniser's unit embeddings start from.
     """
-    sets = {"evaluators": EvaluatorSet(train_items, heldout_items, out_dir, cfg or EvaluatorConfig())}
+    sets = {"evaluators": EvaluatorSet(train_items, heldout_items, out_dir, cfg or EvaluatorConfig(), unit_features)}
     return train_evaluator_sets(sets, workers=workers, cache_root=cache_root, progress=progress)["evaluators"]
 
 

@@ -343,7 +343,7 @@ def build_world(cfg: WorldConfig, out: str | Path, *, overwrite: bool = False, q
         for name, set_jobs, n_held in (("evaluators", eval_jobs, n_heldout), ("examiners", exam_jobs, n_exam_heldout)):
             items = [{"text": t, "style": s, "units": units[rel], "audio": rel} for rel, t, s in set_jobs]
             sets[name] = EvaluatorSet(items[n_held:], items[:n_held], out / name,
-                                      cfg.evaluator_config(codec.num_units, name))
+                                      cfg.evaluator_config(codec.num_units, name), codec.unit_features())
         figures = train_evaluator_sets(sets, workers=workers, cache_root=cache_root, progress=not quiet)
 
     train_questions = {r["question_text"] for r in records["train"]}
