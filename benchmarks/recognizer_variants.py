@@ -29,17 +29,16 @@ from wavalign_kit.codec import load_codec  # noqa: E402
 from wavalign_kit.config import from_dict, parse_overrides  # noqa: E402
 from wavalign_kit.evaluators.config import EvaluatorConfig  # noqa: E402
 from wavalign_kit.evaluators.jobs import EvaluatorJob, model_spec, run_job  # noqa: E402
+from wavalign_kit.evaluators.training import read_manifest  # noqa: E402
 from wavalign_kit.world.units import load_units  # noqa: E402
 
 
 def load_split(world: Path, which: str) -> dict[str, list[dict]]:
-    """The set's utterances by use (train, dev, heldout), each dict(units, text, style)."""
+    """The set's utterances by use (train, dev, heldout; its manifest), each dict(units, text, style)."""
     split: dict[str, list[dict]] = {"train": [], "dev": [], "heldout": []}
-    with open(world / which / "utterances.jsonl") as f:
-        for line in f:
-            row = json.loads(line)
-            split[row["use"]].append({"units": load_units(world, row["audio"]), "text": row["text"],
-                                      "style": row["style"]})
+    for row in read_manifest(world / which):
+        split[row["use"]].append({"units": load_units(world, row["audio"]), "text": row["text"],
+                                  "style": row["style"]})
     return split
 
 

@@ -220,15 +220,15 @@ def test_lean_step_draws_the_tokens_of_the_transformers_step(tokenizer, arch, mo
 def test_lean_step_falls_back_for_adapted_projections(tokenizer, caplog, monkeypatch):
     """A LoRA-adapted network (projections are peft layers) decodes with transformers' forward, says so once,
     and, its adapters initialised to zero, draws the tokens of the plain network."""
-    from wavalign_kit.models import lean_step
+    from wavalign_kit.models import decoding
     from wavalign_kit.models.lora import apply_lora
 
-    monkeypatch.setattr(lean_step, "_SAID", set())       # said once per process: earlier tests may have said it
+    monkeypatch.setattr(decoding, "_SAID", set())        # said once per process: earlier tests may have said it
 
     model = sharp_model("interleaved", tokenizer, seed=1)
     plain = responses(greedy(model))
     apply_lora(model, {"enabled": True, "r": 4})
-    with caplog.at_level(logging.INFO, logger="wavalign_kit.models.lean_step"):
+    with caplog.at_level(logging.INFO, logger="wavalign_kit.models.decoding"):
         adapted, again = responses(greedy(model)), responses(greedy(model))
     assert sum("decoding with the transformers forward" in m for m in caplog.messages) == 1
     assert all(torch.equal(x, y) for x, y in zip(plain, adapted))

@@ -32,10 +32,10 @@ log = logging.getLogger(__name__)
 _SAID: set[str] = set()
 
 
-def _say_once(key: str, message: str) -> None:
+def _say_once(key: str, message: str, level: int = logging.WARNING) -> None:
     if key not in _SAID:
         _SAID.add(key)
-        log.warning(message)
+        log.log(level, message)
 
 
 @dataclass
@@ -206,7 +206,11 @@ def _prefill(net: torch.nn.Module, ids: Tensor, attn: Tensor, pos: Tensor, group
     prefill = output_cache(out)
     cache = None
     if options.static_cache and options.lean_step and not options.compile_step:
-        cache = LeanStep.build(core, prefill, group, max_len)
+        reason = LeanStep.unsupported(core, prefill)
+        if reason is None:
+            cache = LeanStep.build(core, prefill, group, max_len)
+        else:      # a note, not a problem: the transformers forward decodes the same tokens
+            _say_once(f"lean: {reason}", f"decoding with the transformers forward: {reason}", logging.INFO)
     if cache is None and options.static_cache:
         cache = _static_from_prefill(prefill, core, group, max_len)
     if cache is None:

@@ -6,13 +6,12 @@ q/k/v and gate/up projections fused into one matmul each, one rotary call per st
 ``rotary_emb``, so every RoPE variant it supports stays right), keys and values written in place into a cache
 pre-allocated for prompt + new tokens, and SDPA over the filled positions only. Any other backbone, or one
 whose projections are not plain ``nn.Linear`` (LoRA adapters, quantised layers), keeps the transformers
-forward: ``LeanStep.build`` returns None and says why once. So do FSDP-sharded layers, whose weights exist
-only inside their own forward.
+forward: ``LeanStep.unsupported`` says why. So do FSDP-sharded layers, whose weights exist only inside their
+own forward.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-log = logging.getLogger(__name__)
-_SAID: set[str] = set()
 BACKBONES = ("Qwen2Model", "LlamaModel")
 
 
@@ -115,23 +112,28 @@ class LeanStep:
         self.eps = float(cfg.rms_norm_eps)
         self.heads_q = cfg.num_attention_heads
         self.heads_kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        self.head_dim = keys[0].shape[-1]
+        self.head_dim = hd = keys[0].shape[-1]
         self.keys, self.values, self.filled = keys, values, filled
+        ones = keys[0].new_ones(hd // 2)
+        self.sin_sign = torch.cat([-ones, keys[0].new_ones(hd - hd // 2)])      # rotate_half's sign, for _rotate
+
+    @staticmethod
+    def unsupported(net: nn.Module, prefill: Any) -> str | None:
+        """Why ``net`` (a transformers causal LM or the dual-stream model, not wrapped) with its ``prefill`` cache
+        cannot decode with the lean step, or None."""
+        io = _io(net)
+        if io is None:
+            return "model wrapper " + type(net).__name__
+        layers = getattr(prefill, "layers", None)
+        if layers is None or any(not hasattr(layer, "keys") for layer in layers):
+            return f"cache {type(prefill).__name__}"
+        return _unsupported(io[0])
 
     @classmethod
-    def build(cls, net: nn.Module, prefill: Any, group: int, max_len: int) -> LeanStep | None:
-        """The lean step of ``net`` (a transformers causal LM or the dual-stream model, not wrapped) holding
-        each prompt's ``prefill`` cache ``group`` times, or None (the reason logged once) when unsupported."""
-        io = _io(net)
-        reason = "model wrapper " + type(net).__name__ if io is None else _unsupported(io[0])
-        layers = getattr(prefill, "layers", None)
-        if reason is None and (layers is None or any(not hasattr(layer, "keys") for layer in layers)):
-            reason = f"cache {type(prefill).__name__}"
-        if reason is not None:
-            if reason not in _SAID:
-                _SAID.add(reason)
-                log.info("decoding with the transformers forward: %s", reason)
-            return None
+    def build(cls, net: nn.Module, prefill: Any, group: int, max_len: int) -> LeanStep:
+        """The lean step of ``net`` holding each prompt's ``prefill`` cache ``group`` times (``unsupported`` is
+        None for them)."""
+        io, layers = _io(net), prefill.layers
         keys, values = [], []
         for layer in layers:
             P, kv, Lp, hd = layer.keys.shape
@@ -153,7 +155,7 @@ class LeanStep:
         h = self.embed(ids)                                                       # (R, d)
         d, H, KV, hd = h.shape[-1], self.heads_q, self.heads_kv, self.head_dim
         cos, sin = self.backbone.rotary_emb(h, pos)                                # (R, 1, hd)
-        sin = sin * torch.cat([-sin.new_ones(hd // 2), sin.new_ones(hd - hd // 2)])
+        sin = sin * self.sin_sign
         attend = mask[:, None, None, : slot + 1].bool()                            # (R, 1, 1, slot + 1)
         for layer, keys, values in zip(self.layers, self.keys, self.values):
             x = F.rms_norm(h, (d,), layer.norm_in, self.eps)
