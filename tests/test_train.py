@@ -292,3 +292,27 @@ def test_forced_tokens_are_not_actions(world, arch):
     assert chosen.text_mask.sum(1).tolist() == [w + 1 for w in words]        # the words and text_end: the choices
     if arch == "parallel":
         assert (full.text_mask.sum(1) > 2 * chosen.text_mask.sum(1)).all()    # text_pad ... eos were counted
+
+
+@pytest.mark.parametrize("arch", ["interleaved", "parallel"])
+def test_anchor_and_warm_start_can_leave_forced_positions_out(world, arch):
+    """anchor_forced=false (warm start: forced_tokens=false): the SFT anchor skips the positions the decoder forces,
+    exactly those of forced_mask, and keeps every other target token; the default keeps them all."""
+    from wavalign_kit.models.warmstart import WarmstartConfig, train_config
+
+    examples = world.split("train")[:3]
+    cfg, model = make(world, "sft", arch)
+    skip, _ = make(world, "sft", arch, anchor_forced=False)
+    full, lean = sft.prepare(model, examples, cfg).tokens, sft.prepare(model, examples, skip).tokens
+    prompts = [model.encode_prompt(e) for e in examples]
+    forced = model.forced_mask(prompts, [model.encode_response(e.target_text, e.target_units) for e in examples])
+    assert torch.equal(full.response_mask, sft.target_batch(model, examples).response_mask)   # default: all kept
+    assert torch.equal(lean.response_mask, full.response_mask & ~forced) and forced.any()
+    words = [len(e.target_text.split()) for e in examples]
+    assert lean.text_mask.sum(1).tolist() == [w + 1 for w in words]           # the words and text_end
+    assert torch.equal(lean.speech_mask, full.speech_mask & ~forced)
+    with torch.no_grad():
+        logp, _ = model.token_logprobs(full)
+    assert float(sft.anchor_term(logp, lean, skip)) != float(sft.anchor_term(logp, full, cfg))
+    assert train_config(WarmstartConfig(forced_tokens=False)).anchor_forced is False
+    assert train_config(WarmstartConfig()).anchor_forced is True

@@ -45,6 +45,7 @@ class WarmstartConfig:
     temperature: float = 0.7         # sampling for the held-out figures (text and speech)
     top_p: float = 0.9
     text_weight: float = 1.0         # weight of text tokens relative to speech tokens in the SFT loss
+    forced_tokens: bool = True       # false: no loss on positions the decoder forces (parallel text_pad filler)
     seed: int = 0
 
 
@@ -131,6 +132,7 @@ def train_config(cfg: WarmstartConfig, *, progress: bool = True):
     return TrainConfig(algorithm="sft", split="train", steps=cfg.steps, prompts_per_step=cfg.batch_size, lr=cfg.lr,
                        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
                        min_lr_ratio=0.1, anchor=True, anchor_token_type="all", anchor_text_weight=cfg.text_weight,
+                       anchor_forced=cfg.forced_tokens,
                        mixer="none", seed=cfg.seed, save_every=cfg.checkpoint_every, keep_checkpoints=1,
                        eval_every=cfg.eval_every or cfg.steps, eval_split="valid", eval_examples=cfg.valid_examples,
                        bf16=False, progress=progress)

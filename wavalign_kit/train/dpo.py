@@ -142,7 +142,7 @@ def prepare(model, examples: Sequence[Any], cfg: TrainConfig, *, reward=None, co
         parts = list(offline_pairs(model, examples))
     n = len(parts[0]) if parts else 0
     if cfg.anchor:
-        parts.append(sft.target_batch(model, examples))
+        parts.append(sft.anchor_batch(model, examples, cfg))
     if not parts:
         return PairBatch(None, 0, **extra)
     tokens = TokenBatch.concat(parts, model.layout.pad_id).check()

@@ -159,7 +159,7 @@ def prepare(model, examples: Sequence[Any], cfg: TrainConfig, *, reward, codec, 
     """Rollout -> rewards -> advantages -> the fused batch (and the reference / old log-probs it needs)."""
     scored = collect(model, examples, cfg, reward, codec, seed)                  # G responses per prompt, scored
     rl = scored.rollout.batch.excluding(scored.rollout.forced)                  # (B, L) sampled tokens: the actions
-    tokens = TokenBatch.concat([rl, sft.target_batch(model, examples)], model.layout.pad_id) if cfg.anchor else rl
+    tokens = TokenBatch.concat([rl, sft.anchor_batch(model, examples, cfg)], model.layout.pad_id) if cfg.anchor else rl
     B = len(rl)
     rl_part = tokens.rows(slice(0, B)).check()
     if cfg.routed:

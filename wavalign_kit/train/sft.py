@@ -72,10 +72,18 @@ def check_targets(examples: Sequence[Any], split: str) -> None:
                          "(anchor=true, algorithm=sft or sft_share>0); fill the targets or set anchor=false")
 
 
-def target_batch(model, examples: Sequence[Any]) -> TokenBatch:
-    """Prompts and target responses of ``examples``, laid out exactly as the model generates them."""
-    return model.collate([model.encode_prompt(e) for e in examples],
-                         [model.encode_response(e.target_text, e.target_units) for e in examples]).check()
+def target_batch(model, examples: Sequence[Any], *, forced: bool = True) -> TokenBatch:
+    """Prompts and target responses of ``examples``, laid out exactly as the model generates them; ``forced``
+    false leaves the positions the decoder forces out of the masks (their logits never decide a token)."""
+    prompts = [model.encode_prompt(e) for e in examples]
+    responses = [model.encode_response(e.target_text, e.target_units) for e in examples]
+    batch = model.collate(prompts, responses)
+    return (batch if forced else batch.excluding(model.forced_mask(prompts, responses))).check()
+
+
+def anchor_batch(model, examples: Sequence[Any], cfg: TrainConfig) -> TokenBatch:
+    """The anchor's target responses under ``cfg`` (forced positions in or out: ``anchor_forced``)."""
+    return target_batch(model, examples, forced=cfg.anchor_forced)
 
 
 @dataclass
@@ -89,7 +97,7 @@ class SFTBatch:
 
 def prepare(model, examples: Sequence[Any], cfg: TrainConfig, *, reward=None, codec=None, seed: int = 0) -> SFTBatch:
     """One micro-batch of the supervised method: the examples' targets (no rollout: reward, codec and seed unused)."""
-    return SFTBatch(target_batch(model, examples))
+    return SFTBatch(anchor_batch(model, examples, cfg))
 
 
 def loss(policy, batch: SFTBatch, cfg: TrainConfig, lam: float = 0.0) -> tuple[Tensor, dict[str, Any]]:
