@@ -157,7 +157,10 @@ def run_warmstart(world, arch: str, cfg: WarmstartConfig | dict, out_dir: str | 
                 "world": str(getattr(world, "root", ""))}
     if (out / SUMMARY).is_file():
         done = json.loads((out / SUMMARY).read_text())
-        if done.get("settings") == settings:
+        stored = done.get("settings") or {}
+        if isinstance(stored.get("warmstart"), dict):        # a key added since it was built: it ran with its default
+            stored = {**stored, "warmstart": {**asdict(WarmstartConfig()), **stored["warmstart"]}}
+        if stored == settings:
             return done
     model = build_model(arch, cfg.size, world.tokenizer, world.codec, num_units=getattr(world, "num_units", None),
                         ratio=mcfg.tiny_ratio, speech_delay=mcfg.tiny_delay, seed=cfg.seed)
