@@ -10,7 +10,8 @@ to farthest from what RL trained on: the RL prompts themselves, the ``valid`` sp
 trained wording) and the held-out ``test`` split (held-out wording and content; also ``iq_unseen``), overall and
 per task. One RL run per training seed; each gain pools them, paired by item, with its 95 % bootstrap interval
 over training seeds and items (each cell: one training seed's mean over the item's sampling seeds and samples),
-and each run's own gain is printed too. Prints the training reward's trajectory and the wall-clock time of each
+and each run's own gain (paired by item and sampling seed) is printed too; a single run's gains are paired by item
+and sampling seed. Prints the training reward's trajectory and the wall-clock time of each
 phase. The world and base model are cached in ``data/<profile>`` (first run: add their build time).
 """
 
@@ -161,9 +162,12 @@ def main(argv: list[str] | None = None, wrap_world: Callable[[Any], Any] = lambd
               + " / ".join(f"{t.mean():.3f}" for t in thirds) + f"; zero-variance groups: {zero_var[seed]:.2f}")
     print(f"evaluated at T {ecfg.temperature:g}, top-p {ecfg.top_p:g}, {args.samples} samples per item: " + "; ".join(
         f"{name} {before[name]['example_id'].nunique()} items x seeds {seeds}" for name, (_, seeds) in views.items()))
-    print(f"gains pooled over training seeds {args.train_seeds} (cells: training seed x item)")
-    base_pooled = {name: pooled(dict.fromkeys(args.train_seeds, before[name])) for name in views}
-    after_pooled = {name: pooled(frames) for name, frames in after.items()}
+    if len(configs) > 1:
+        print(f"gains pooled over training seeds {args.train_seeds} (cells: training seed x item)")
+        base_pooled = {name: pooled(dict.fromkeys(args.train_seeds, before[name])) for name in views}
+        after_pooled = {name: pooled(frames) for name, frames in after.items()}
+    else:                                          # one run: cells are (sampling seed x item), paired as before
+        base_pooled, after_pooled = before, {name: next(iter(frames.values())) for name, frames in after.items()}
     for name in views:
         report_gain(name, base_pooled[name], after_pooled[name], "iq_text",
                     per_run=per_run_gains(before[name], after[name], "iq_text"))
