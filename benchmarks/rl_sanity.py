@@ -18,6 +18,7 @@ phase. The world and base model are cached in ``data/<profile>`` (first run: add
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import sys
 import tempfile
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wavalign_kit.config import load_profile, load_yaml, parse_overrides  # noqa: E402
 from wavalign_kit.evaluation import EvalConfig, evaluate_seed  # noqa: E402
-from wavalign_kit.intervals import paired_difference  # noqa: E402
+from wavalign_kit.intervals import Interval, paired_difference  # noqa: E402
 from wavalign_kit.paths import Workspace  # noqa: E402
 from wavalign_kit.results import cell_matrix  # noqa: E402
 from wavalign_kit.train.config import preset_path, resolve_config  # noqa: E402
@@ -73,11 +74,16 @@ def pooled(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat([f.assign(seed=s) for s, f in frames.items()], ignore_index=True)
 
 
-def report_gain(label: str, before: pd.DataFrame, after: pd.DataFrame, metric: str, *, per_run: str = "") -> None:
+def paired_gain(before: pd.DataFrame, after: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, Interval]:
+    """(before cells, after cells, after - before on matched cells with its interval)."""
     a = cell_matrix(after, metric)
-    b = cell_matrix(before, metric).reindex_like(a)
-    gain = paired_difference(a.to_numpy(), b.to_numpy())
-    print(f"{label:18s} {metric:10s} base {np.nanmean(b.to_numpy()):.3f} -> after {np.nanmean(a.to_numpy()):.3f}: "
+    b = cell_matrix(before, metric).reindex_like(a).to_numpy()
+    return b, a.to_numpy(), paired_difference(a.to_numpy(), b)
+
+
+def report_gain(label: str, before: pd.DataFrame, after: pd.DataFrame, metric: str, *, per_run: str = "") -> None:
+    b, a, gain = paired_gain(before, after, metric)
+    print(f"{label:18s} {metric:10s} base {np.nanmean(b):.3f} -> after {np.nanmean(a):.3f}: "
           f"gain {gain.mean:+.3f} [95 % CI {gain.ci_low:+.3f}, {gain.ci_high:+.3f}] over {gain.n} cells"
           + ("  (excludes 0)" if gain.excludes_zero else "  (includes 0)") + per_run)
 
@@ -86,12 +92,9 @@ def per_run_gains(before: pd.DataFrame, after: dict[int, pd.DataFrame], metric: 
     """Each training seed's own gain with its interval (paired by item and sampling seed)."""
     if len(after) < 2:
         return ""
-    parts = []
-    for s, frame in after.items():
-        a = cell_matrix(frame, metric)
-        g = paired_difference(a.to_numpy(), cell_matrix(before, metric).reindex_like(a).to_numpy())
-        parts.append(f"{s}: {g.mean:+.3f} [{g.ci_low:+.3f}, {g.ci_high:+.3f}]")
-    return "; per training seed " + ", ".join(parts)
+    gains = {s: paired_gain(before, frame, metric)[2] for s, frame in after.items()}
+    return "; per training seed " + ", ".join(f"{s}: {g.mean:+.3f} [{g.ci_low:+.3f}, {g.ci_high:+.3f}]"
+                                              for s, g in gains.items())
 
 
 def main(argv: list[str] | None = None, wrap_world: Callable[[Any], Any] = lambda world: world) -> int:
@@ -138,20 +141,20 @@ def main(argv: list[str] | None = None, wrap_world: Callable[[Any], Any] = lambd
     t_train, rewards, zero_var = 0.0, {}, {}
     for seed, run_cfg in configs.items():
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as scratch:
-            run = Path(args.save) / f"seed-{seed}" if args.save else Path(scratch)
+        saved = Path(args.save) / f"seed-{seed}" if args.save else None
+        with contextlib.nullcontext(saved) if saved else tempfile.TemporaryDirectory() as run:
             model = copy.deepcopy(base)
-            train(run_cfg, model, world, run, log=lambda *_: None)
-            rows = read_metrics(run / "metrics.csv")
-            if args.save:
-                model.save(run / "model")
+            train(run_cfg, model, world, Path(run), log=lambda *_: None)
+            rows = read_metrics(Path(run) / "metrics.csv")
         t_train += time.perf_counter() - t0
         rewards[seed] = np.array([float(r["reward_mean"]) for r in rows])
         zero_var[seed] = np.mean([float(r["zero_var_share"]) for r in rows])
         for name, (view, seeds) in views.items():
             after[name][seed] = evaluate_all(model, "grpo_text", view, ecfg, seeds)
-            if args.save:
-                after[name][seed].to_csv(Path(args.save) / f"seed-{seed}" / f"responses_{name}_after.csv", index=False)
+        if saved:
+            model.save(saved / "model")
+            for name, frames in after.items():
+                frames[seed].to_csv(saved / f"responses_{name}_after.csv", index=False)
     print(f"world + base: {t_setup:.0f} s (cached after the first run); evaluation: {t_eval:.0f} s per model; "
           f"training: {t_train / len(configs):.0f} s per run, {len(configs)} runs (training seeds {args.train_seeds}; "
           f"{cfg.steps} steps of {cfg.prompts_per_step} prompts x G={cfg.group_size}, lr {cfg.lr:g}, "

@@ -24,8 +24,8 @@ def test_rl_sanity_reports_gains_on_rl_valid_and_test(smoke_world, smoke_world_d
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     rc = module.main(["--profile", "smoke", "--world", str(smoke_world_dir), "--base", str(base), "--seeds", "0",
-                      "--samples", "1", "--threads", "1", "--train-seeds", "0", "1", "--save", str(tmp_path / "run"), "steps=2",
-                      "prompts_per_step=2", "group_size=2", "max_new_tokens=24"])
+                      "--samples", "1", "--threads", "1", "--train-seeds", "0", "1", "--save", str(tmp_path / "run"),
+                      "steps=2", "prompts_per_step=2", "group_size=2", "max_new_tokens=24"])
     assert rc == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
