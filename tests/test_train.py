@@ -295,18 +295,18 @@ def test_forced_tokens_are_not_actions(world, arch):
 
 
 @pytest.mark.parametrize("arch", ["interleaved", "parallel"])
-def test_anchor_and_warm_start_can_leave_forced_positions_out(world, arch):
-    """anchor_forced=false (warm start: forced_tokens=false): the SFT anchor skips the positions the decoder forces,
-    exactly those of forced_mask, and keeps every other target token; the default keeps them all."""
+def test_anchor_and_warm_start_leave_forced_positions_out(world, arch):
+    """By default (anchor_forced=false; warm start: forced_tokens=false) the SFT anchor skips the positions the
+    decoder forces, exactly those of forced_mask, and keeps every other target token; anchor_forced=true keeps all."""
     from wavalign_kit.models.warmstart import WarmstartConfig, train_config
 
     examples = world.split("train")[:3]
-    cfg, model = make(world, "sft", arch)
-    skip, _ = make(world, "sft", arch, anchor_forced=False)
+    cfg, model = make(world, "sft", arch, anchor_forced=True)
+    skip, _ = make(world, "sft", arch)
     full, lean = sft.prepare(model, examples, cfg).tokens, sft.prepare(model, examples, skip).tokens
     prompts = [model.encode_prompt(e) for e in examples]
     forced = model.forced_mask(prompts, [model.encode_response(e.target_text, e.target_units) for e in examples])
-    assert torch.equal(full.response_mask, sft.target_batch(model, examples).response_mask)   # default: all kept
+    assert torch.equal(full.response_mask, sft.target_batch(model, examples).response_mask)   # forced: all kept
     assert torch.equal(lean.response_mask, full.response_mask & ~forced) and forced.any()
     words = [len(e.target_text.split()) for e in examples]
     assert lean.text_mask.sum(1).tolist() == [w + 1 for w in words]           # the words and text_end
@@ -314,5 +314,5 @@ def test_anchor_and_warm_start_can_leave_forced_positions_out(world, arch):
     with torch.no_grad():
         logp, _ = model.token_logprobs(full)
     assert float(sft.anchor_term(logp, lean, skip)) != float(sft.anchor_term(logp, full, cfg))
-    assert train_config(WarmstartConfig(forced_tokens=False)).anchor_forced is False
-    assert train_config(WarmstartConfig()).anchor_forced is True
+    assert train_config(WarmstartConfig()).anchor_forced is False
+    assert train_config(WarmstartConfig(forced_tokens=True)).anchor_forced is True

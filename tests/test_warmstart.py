@@ -46,13 +46,14 @@ def test_a_finished_warmstart_is_reused(world, finished):
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     assert ws.run_warmstart(world, "interleaved", CFG, out) == json.loads((out / ws.SUMMARY).read_text())
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
-    # built before a warmstart key existed (here forced_tokens): it ran with the key's default, so it still counts
+    # built before a warmstart key existed (here forced_tokens): it ran with the value of that time
+    # (BEFORE_ITS_KEY: forced_tokens=true), so it counts for a config asking for that value, and only for that one
     text = (out / ws.SUMMARY).read_text()
     older = json.loads(text)
     del older["settings"]["warmstart"]["forced_tokens"]
     (out / ws.SUMMARY).write_text(json.dumps(older))
     try:
-        assert ws.run_warmstart(world, "interleaved", CFG, out) == older
+        assert ws.run_warmstart(world, "interleaved", {**CFG, "forced_tokens": True}, out) == older
         assert (out / "model.safetensors").stat().st_mtime_ns == stamp
     finally:
         (out / ws.SUMMARY).write_text(text)

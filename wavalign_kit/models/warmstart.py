@@ -23,6 +23,7 @@ from wavalign_kit.models.sampling import Sampling
 
 SUMMARY = "warmstart_summary.json"
 TRAINING = "training"      # the SFT run of the training core (metrics.csv, checkpoints)
+BEFORE_ITS_KEY: dict[str, Any] = {"forced_tokens": True}   # what a base built before a key existed ran with
 
 
 @dataclass
@@ -45,7 +46,7 @@ class WarmstartConfig:
     temperature: float = 0.7         # sampling for the held-out figures (text and speech)
     top_p: float = 0.9
     text_weight: float = 1.0         # weight of text tokens relative to speech tokens in the SFT loss
-    forced_tokens: bool = True       # false: no loss on positions the decoder forces (parallel text_pad filler)
+    forced_tokens: bool = False      # true: also a loss on positions the decoder forces (parallel text_pad filler)
     seed: int = 0
 
 
@@ -158,8 +159,8 @@ def run_warmstart(world, arch: str, cfg: WarmstartConfig | dict, out_dir: str | 
     if (out / SUMMARY).is_file():
         done = json.loads((out / SUMMARY).read_text())
         stored = done.get("settings") or {}
-        if isinstance(stored.get("warmstart"), dict):        # a key added since it was built: it ran with its default
-            stored = {**stored, "warmstart": {**asdict(WarmstartConfig()), **stored["warmstart"]}}
+        if isinstance(stored.get("warmstart"), dict):        # a key added since it was built: the value it ran with
+            stored = {**stored, "warmstart": {**asdict(WarmstartConfig()), **BEFORE_ITS_KEY, **stored["warmstart"]}}
         if stored == settings:
             return done
     model = build_model(arch, cfg.size, world.tokenizer, world.codec, num_units=getattr(world, "num_units", None),

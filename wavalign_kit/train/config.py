@@ -85,8 +85,8 @@ class TrainConfig:
     anchor_token_type: Literal["all", "text", "speech"] = "all"
     anchor_text_weight: float = 1.0
     anchor_speech_weight: float = 1.0
-    anchor_forced: bool = True             # false: the anchor leaves out the positions the decoder forces (parallel
-                                           # text_pad after text_end, final eos), as RL and DPO do
+    anchor_forced: bool = False            # true: the anchor also trains the positions the decoder forces (parallel
+                                           # text_pad after text_end, final eos), which RL and DPO leave out
     sft_share: float = 0.0                # two-stage: the first round(sft_share * steps) steps are pure SFT
     # mixing L = lambda * L_pref + (1 - lambda) * L_SFT
     mixer: Literal["none", "fixed", "adaptive"] = "adaptive"
